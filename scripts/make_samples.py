@@ -1,0 +1,48 @@
+"""Write the bundled real-MRI samples (src/metasrgan/samples/) from the offline sources.
+
+The validation slabs are held out of every training set: the data code excludes these axial
+ranges, plus a guard band, from the volumes it trains on (see metasrgan.data.offline).
+Run: python scripts/make_samples.py  (needs the nilearn wheel and Debian's mricron-data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from metasrgan.data.offline import HELD_OUT_SLABS, UNSEEN_SLABS, locate
+
+OUT = Path(__file__).resolve().parents[1] / "src" / "metasrgan" / "samples"
+
+
+def write_slab(name: str, source: Path, z0: int, z1: int, dtype) -> None:
+    img = nib.load(str(source))
+    data = np.asanyarray(img.dataobj)[:, :, z0:z1]
+    # crop x/y to the non-zero bounding box (+4 voxels) to keep the package small
+    mask = data.max(axis=2) > 0
+    ys, xs = np.nonzero(mask)
+    x0, x1 = max(ys.min() - 4, 0), min(ys.max() + 5, data.shape[0])
+    y0, y1 = max(xs.min() - 4, 0), min(xs.max() + 5, data.shape[1])
+    data = data[x0:x1, y0:y1]
+    affine = img.affine.copy()
+    affine[:3, 3] = img.affine[:3, :3] @ np.array([x0, y0, z0]) + img.affine[:3, 3]
+    out = nib.Nifti1Image(data.astype(dtype), affine)
+    out.header.set_zooms(img.header.get_zooms()[:3])
+    out.set_qform(affine, code=1)
+    out.set_sform(affine, code=1)
+    path = OUT / f"{name}.nii.gz"
+    nib.save(out, str(path))
+    print(f"{path.name}: {data.shape} from {source.name} z {z0}:{z1}, {path.stat().st_size} bytes")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, slab in {**HELD_OUT_SLABS, **UNSEEN_SLABS}.items():
+        source = locate(slab.source)
+        write_slab(name, source, slab.z0, slab.z1, slab.dtype)
+
+
+if __name__ == "__main__":
+    main()

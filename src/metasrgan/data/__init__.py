@@ -1,0 +1,1 @@
+"""Readers, datasets, crops and degradations."""

@@ -63,13 +63,18 @@ def load(model: str | os.PathLike | None = None, device: str | torch.device = "c
 
 @torch.no_grad()
 def upscale_tensor(
-    model: nn.Module, x: torch.Tensor, scale, out_shape: tuple[int, int] | None = None
+    model: nn.Module,
+    x: torch.Tensor,
+    scale,
+    out_shape: tuple[int, int] | None = None,
+    clamp: tuple[float, float] = (0.0, 1.0),
 ) -> torch.Tensor:
-    """``[B, C, H, W]`` in [0, 1] -> upscaled and clamped to [0, 1]."""
+    """``[B, C, H, W]`` in [0, 1] -> upscaled, clamped to ``clamp`` (the paper clamps to the
+    image range; pass the input's own range to keep values beyond [0, 1])."""
     scale = Scale2d.of(scale)
     scale.warn_if_untrained()
     y = model(x, scale, out_shape) if out_shape else model(x, scale)
-    return y.clamp_(0.0, 1.0)
+    return y.clamp_(*clamp)
 
 
 def upscale_image(
@@ -90,6 +95,8 @@ def upscale_image(
         raise ValueError(f"expected a 2D image, got shape {image.shape}")
     intensity = intensity or IntensityMap.fit(image)
     device = device or next(iter(model.parameters())).device
-    x = torch.from_numpy(intensity.apply(image))[None, None].to(device)
-    y = upscale_tensor(model, x, scale, out_shape)
+    unit = intensity.apply(image, clip=False)
+    x = torch.from_numpy(unit)[None, None].to(device)
+    # nothing above the 99.5th percentile is lost: values stay in the input's own range
+    y = upscale_tensor(model, x, scale, out_shape, clamp=(float(unit.min()), float(unit.max())))
     return intensity.invert(y[0, 0].cpu().numpy())

@@ -24,7 +24,7 @@ from metasrgan.scale import TRAINED_SCALES, AxisScale
 
 
 def exact_patch_sizes(scale, patch_size: int = 96) -> tuple[int, int]:
-    """``(hr_side, lr_side)`` with ``lr_side * scale == hr_side`` exactly, ``hr_side <= patch_size``."""
+    """``(hr_side, lr_side)``: ``lr_side * scale == hr_side`` exactly, ``hr_side <= patch_size``."""
     axis = AxisScale.of(scale)
     k = patch_size // axis.p
     if k < 1:
@@ -88,7 +88,9 @@ class PatchSampler:
     ):
         if not images:
             raise ValueError("no training images: check the data sources of the config")
-        self.images = [torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32)) for im in images]
+        self.images = [
+            torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32)) for im in images
+        ]
         for i, im in enumerate(self.images):
             if im.dim() != 2:
                 raise ValueError(f"training image {i} is not 2D: shape {tuple(im.shape)}")

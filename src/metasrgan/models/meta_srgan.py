@@ -48,6 +48,11 @@ class MetaSRGAN(nn.Module):
         self.normalization = IntensityNormalization(mean, std)
         self.features = SRResNetFeatures(channels, features, blocks, norm)
         self.upscale = MetaUpscale(features, channels, 3)
+        if skip == "bicubic":
+            # start exactly at bicubic: the residual branch's last layer begins at zero
+            last = self.upscale.weight_prediction.body[-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     def forward(
         self, x: torch.Tensor, scale, out_shape: tuple[int, int] | None = None

@@ -1,0 +1,1 @@
+"""Training: configs, the GAN step, resumable state and the loop."""

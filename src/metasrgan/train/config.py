@@ -1,0 +1,264 @@
+"""Training configuration: YAML files validated into dataclasses (no exec/eval).
+
+Unknown keys and values of the wrong type are errors that name the offending key, so a typo
+never silently trains with a default.  A config has shared settings and a list of stages
+(the paper: 360k updates on natural images, then 360k on BraTS starting from those weights);
+a stage may override the loss weights, the data and the augmentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class LossConfig:
+    """Generator loss ``l1 * L1 + adversarial * GAN + perceptual * VGG19-MSE``."""
+
+    l1: float = 1.0
+    adversarial: float = 0.001
+    perceptual: float = 0.006
+    vgg19: str | None = None
+    """Path of torchvision's VGG19 weights (else $METASRGAN_VGG19 or torch.hub's cache)."""
+    vgg19_download: bool = False
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1.0e-4
+    d_lr: float = 1.0e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    decay: float = 0.8
+    decay_every: int = 60_000
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    rot90: bool = True
+    gamma: tuple[float, float] | None = None
+    gain: tuple[float, float] | None = None
+
+
+@dataclass
+class StageConfig:
+    name: str
+    steps: int
+    data: list[dict[str, Any]]
+    loss: LossConfig | None = None
+    """Overrides the shared loss for this stage (e.g. an L1-only warm-up)."""
+    augment: AugmentConfig | None = None
+    degradation: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    model: dict[str, Any]
+    stages: list[StageConfig]
+    discriminator: dict[str, Any] | None = field(
+        default_factory=lambda: {"name": "discriminator", "args": {}}
+    )
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 8
+    patch_size: int = 96
+    patches_per_image: int = 16
+    scales: str | list[float] = "1.1:4.0:0.1"
+    degradation: str = "bicubic"
+    warmup_l1_steps: int = 0
+    """Updates at the start of the first stage with the L1 term only (0 in the paper)."""
+    val_data: list[dict[str, Any]] = field(default_factory=list)
+    val_scales: list[float] = field(default_factory=lambda: [1.5, 2.0, 3.0, 4.0])
+    val_images: int = 16
+    seed: int = 0
+    checkpoint_every: int = 5_000
+    validate_every: int = 5_000
+    log_every: int = 100
+    sample_every: int = 0
+    """Write sample images to TensorBoard at this interval (0: at validation)."""
+    device: str = "auto"
+    amp: bool = True
+    """bfloat16 autocast and channels-last on a GPU; ignored on the CPU."""
+    threads: int = 0
+
+    def stage_loss(self, stage: StageConfig) -> LossConfig:
+        return stage.loss or self.loss
+
+    @property
+    def total_steps(self) -> int:
+        return sum(s.steps for s in self.stages)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return _build(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(
+            _coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{where}.{name}" if where else name
+        if name in data:
+            kwargs[name] = _coerce(data[name], hints[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: required key is missing")
+    return cls(**kwargs)
+
+
+def _validate(cfg: TrainConfig) -> None:
+    from metasrgan.data.degrade import DEGRADATIONS
+    from metasrgan.data.patches import exact_patch_sizes, parse_scales
+
+    def positive(value, key):
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+
+    positive(cfg.batch_size, "batch_size")
+    positive(cfg.patch_size, "patch_size")
+    positive(cfg.patches_per_image, "patches_per_image")
+    positive(cfg.optim.lr, "optim.lr")
+    positive(cfg.optim.decay_every, "optim.decay_every")
+    if not 0 < cfg.optim.decay <= 1:
+        raise ConfigError(f"optim.decay: must be in (0, 1], got {cfg.optim.decay}")
+    if not cfg.stages:
+        raise ConfigError("stages: at least one stage is needed")
+    for i, stage in enumerate(cfg.stages):
+        positive(stage.steps, f"stages[{i}].steps")
+        if not stage.data:
+            raise ConfigError(f"stages[{i}].data: no data sources")
+        loss = cfg.stage_loss(stage)
+        for term in ("l1", "adversarial", "perceptual"):
+            if getattr(loss, term) < 0:
+                raise ConfigError(f"stages[{i}] loss.{term}: must be >= 0")
+        if loss.adversarial > 0 and cfg.discriminator is None:
+            raise ConfigError(f"stages[{i}]: adversarial loss needs a discriminator")
+        deg = stage.degradation or cfg.degradation
+        if deg not in DEGRADATIONS:
+            raise ConfigError(f"stages[{i}].degradation: {deg!r} is not one of {DEGRADATIONS}")
+    try:
+        scales = parse_scales(cfg.scales)
+        for s in scales:
+            exact_patch_sizes(s, cfg.patch_size)
+    except ValueError as err:
+        raise ConfigError(f"scales: {err}") from None
+    if cfg.degradation not in DEGRADATIONS:
+        raise ConfigError(f"degradation: {cfg.degradation!r} is not one of {DEGRADATIONS}")
+
+
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("a config is a YAML mapping")
+    cfg = _build(TrainConfig, data, "")
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config; ``overrides`` are ``key.sub=value`` strings (YAML values)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override {item!r} is not KEY=VALUE")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        last = parts[-1]
+        value = yaml.safe_load(raw)
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    try:
+        return config_from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    def plain(v):
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(cfg))

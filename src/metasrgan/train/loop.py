@@ -1,0 +1,382 @@
+"""The training loop: stages, schedules, validation, checkpoints, logging, distribution.
+
+Runs on a laptop CPU or many GPUs alike: launched with ``torchrun`` it uses
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs), each rank drawing disjoint batches;
+rank 0 alone logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from metasrgan.checkpoint import save_model
+from metasrgan.data.patches import Augment, PatchSampler, parse_scales
+from metasrgan.registry import make
+from metasrgan.train.config import TrainConfig, config_to_dict
+from metasrgan.train.state import (
+    read_state,
+    restore_models,
+    restore_optimizers,
+    save_state,
+)
+from metasrgan.train.step import gan_step
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> Dist:
+    """Join the ``torchrun`` process group when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    backend = "nccl" if device_name.startswith("cuda") else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    """A fresh folder ``root/name`` (``name-2``, ``name-3``... if taken): never overwritten."""
+    root.mkdir(parents=True, exist_ok=True)
+    candidate, n = root / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = root / f"{name}-{n}"
+
+
+def load_stage_images(sources: list[dict], split: str) -> list[np.ndarray]:
+    from metasrgan.data.datasets import load_slices
+
+    images: list[np.ndarray] = []
+    for spec in sources:
+        images.extend(load_slices(spec, split))
+    return images
+
+
+def psnr_unit(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = F.mse_loss(a.clamp(0, 1).double(), b.double()).item()
+    return 99.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        init_from: str | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        from metasrgan.inference import pick_device
+
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.progress = progress
+        self.device = pick_device(cfg.device)
+        self.dist = init_distributed(self.device.type)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.generator = make(cfg.model).to(self.device)
+        needs_d = any(cfg.stage_loss(s).adversarial > 0 for s in cfg.stages)
+        self.discriminator = (
+            make(cfg.discriminator).to(self.device) if needs_d and cfg.discriminator else None
+        )
+        if init_from:
+            from metasrgan.checkpoint import load_weights
+
+            load_weights(self.generator, init_from)
+        self.vgg = self._build_vgg()
+        self.gpu_fast = self.device.type == "cuda" and cfg.amp
+        if self.gpu_fast:
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+        self.step = 0
+        self.resume_meta: dict | None = None
+        self.resume_tensors: dict | None = None
+        if resume:
+            self.resume_meta, self.resume_tensors = read_state(run_dir / "state")
+            restore_models(self.resume_tensors, self.generator, self.discriminator)
+            self.step = int(self.resume_meta["step"])
+        self.g = self._wrap(self.generator)
+        self.d = self._wrap(self.discriminator) if self.discriminator is not None else None
+        self.writer = self._writer()
+        self.best_gain = (self.resume_meta or {}).get("best_gain", -math.inf)
+        self.val_images = None
+
+    # ------------------------------------------------------------------ set-up helpers
+    def _build_vgg(self) -> nn.Module | None:
+        perceptual = [self.cfg.stage_loss(s) for s in self.cfg.stages]
+        wanted = [loss for loss in perceptual if loss.perceptual > 0]
+        if not wanted:
+            return None
+        vgg = make({"name": "vgg19-features"})
+        vgg.load_pretrained(wanted[0].vgg19, download=wanted[0].vgg19_download)
+        return vgg.to(self.device).eval()
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.dist.world_size <= 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    def _writer(self):
+        if not self.dist.main:
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is an optional extra
+            print("tensorboard is not installed: logging to log.jsonl only")
+            return None
+        return SummaryWriter(str(self.run_dir / "tensorboard"))
+
+    def _autocast(self):
+        if self.gpu_fast:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _log(self, tag_values: dict[str, float], step: int) -> None:
+        if not self.dist.main:
+            return
+        if self.writer is not None:
+            for k, v in tag_values.items():
+                self.writer.add_scalar(k, v, step)
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps({"step": step, **tag_values}) + "\n")
+
+    # ------------------------------------------------------------------ main loop
+    def fit(self) -> Path:
+        cfg = self.cfg
+        if self.dist.main:
+            import yaml
+
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(cfg)))
+        stage_start = 0
+        for index, stage in enumerate(cfg.stages):
+            stage_end = stage_start + stage.steps
+            if self.step < stage_end:
+                self._run_stage(index, stage_start)
+            stage_start = stage_end
+        if self.dist.main and self.writer is not None:
+            self.writer.close()
+        return self.run_dir / "checkpoints" / "last.safetensors"
+
+    def _run_stage(self, index: int, stage_start: int) -> None:
+        cfg = self.cfg
+        stage = cfg.stages[index]
+        loss_cfg = cfg.stage_loss(stage)
+        aug = stage.augment or cfg.augment
+        images = load_stage_images(stage.data, "train")
+        sampler = PatchSampler(
+            images,
+            batch_size=cfg.batch_size,
+            patch_size=cfg.patch_size,
+            scales=parse_scales(cfg.scales),
+            patches_per_image=cfg.patches_per_image,
+            degradation=stage.degradation or cfg.degradation,
+            augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain),
+            seed=cfg.seed + 1000 * index,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        o = cfg.optim
+        opt_g = torch.optim.Adam(self.g.parameters(), lr=o.lr, betas=o.betas)
+        sched_g = torch.optim.lr_scheduler.StepLR(opt_g, o.decay_every, o.decay)
+        opt_d = sched_d = None
+        if self.d is not None and loss_cfg.adversarial > 0:
+            opt_d = torch.optim.Adam(self.d.parameters(), lr=o.d_lr, betas=o.betas)
+            sched_d = torch.optim.lr_scheduler.StepLR(opt_d, o.decay_every, o.decay)
+        if self.resume_meta is not None and int(self.resume_meta["stage"]) == index:
+            restore_optimizers(
+                self.resume_meta, self.resume_tensors, opt_g, opt_d, sched_g, sched_d
+            )
+        self.resume_meta = self.resume_tensors = None
+        if self.dist.main:
+            print(
+                f"stage {index} '{stage.name}': {len(images)} training images, "
+                f"steps {self.step - stage_start}..{stage.steps}, loss {loss_cfg}"
+            )
+        warmup = dataclasses_replace_l1(loss_cfg)
+        bar = self._bar(stage, stage_start)
+        self.g.train()
+        if self.d is not None:
+            self.d.train()
+        last_log = time.perf_counter()
+        while self.step < stage_start + stage.steps:
+            local = self.step - stage_start
+            batch = sampler.batch(local)
+            batch = {
+                "hr": self._to_device(batch["hr"]),
+                "lr": self._to_device(batch["lr"]),
+                "scale": batch["scale"],
+            }
+            use = warmup if (index == 0 and self.step < cfg.warmup_l1_steps) else loss_cfg
+            logs = gan_step(
+                batch, self.g, self.d, opt_g, opt_d if use.adversarial > 0 else None,
+                use, self.vgg, self._autocast(),
+            )  # fmt: skip
+            sched_g.step()
+            if sched_d is not None and use.adversarial > 0:
+                sched_d.step()
+            self.step += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(l1=f"{logs['l_g_pix']:.4f}", s=f"{batch['scale']:.1f}")
+            if self.step % cfg.log_every == 0:
+                now = time.perf_counter()
+                logs["steps_per_s"] = cfg.log_every / max(now - last_log, 1e-9)
+                logs["lr_g"] = opt_g.param_groups[0]["lr"]
+                last_log = now
+                self._log({f"train/{k}": v for k, v in logs.items()}, self.step)
+            end_of_stage = self.step == stage_start + stage.steps
+            if cfg.validate_every and (self.step % cfg.validate_every == 0 or end_of_stage):
+                self.validate()
+            if self.step % cfg.checkpoint_every == 0 or end_of_stage:
+                self.checkpoint(index, opt_g, opt_d, sched_g, sched_d)
+        if bar is not None:
+            bar.close()
+        if self.dist.main:
+            save_model(
+                self.generator, self.run_dir / "checkpoints" / f"stage-{stage.name}.safetensors",
+                extra=self._model_extra(),
+            )  # fmt: skip
+
+    def _bar(self, stage, stage_start):
+        if not (self.progress and self.dist.main):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=stage.steps, initial=self.step - stage_start, desc=stage.name,
+            unit="step", dynamic_ncols=True, mininterval=2.0,
+        )  # fmt: skip
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last) if self.gpu_fast else t
+
+    def _model_extra(self) -> dict:
+        return {
+            "config": config_to_dict(self.cfg),
+            "step": self.step,
+            "trained": True,
+        }
+
+    # ------------------------------------------------------------------ validation
+    def _load_val(self) -> list[torch.Tensor]:
+        if self.val_images is None:
+            images = load_stage_images(self.cfg.val_data, "val") if self.cfg.val_data else []
+            self.val_images = [torch.from_numpy(im) for im in images[: self.cfg.val_images]]
+        return self.val_images
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """PSNR of the generator and of bicubic at each validation scale (rank 0)."""
+        if not self.dist.main:
+            return {}
+        from metasrgan.data.degrade import bicubic_downscale
+        from metasrgan.models import bicubic_resize
+
+        images = self._load_val()
+        if not images:
+            return {}
+        self.generator.eval()
+        results: dict[str, float] = {}
+        gains = []
+        for s in self.cfg.val_scales:
+            ours, base = [], []
+            for im in images:
+                hr_side_h, lr_h = _exact_crop(im.shape[0], s)
+                hr_side_w, lr_w = _exact_crop(im.shape[1], s)
+                hr = im[:hr_side_h, :hr_side_w][None, None].to(self.device)
+                lr = bicubic_downscale(hr, (lr_h, lr_w)).clamp(0, 1)
+                sr = self.generator(lr, s, (hr_side_h, hr_side_w)).clamp(0, 1)
+                ours.append(psnr_unit(sr, hr))
+                base.append(psnr_unit(bicubic_resize(lr, (hr_side_h, hr_side_w)), hr))
+            results[f"val/psnr_x{s:g}"] = float(np.mean(ours))
+            results[f"val/psnr_bicubic_x{s:g}"] = float(np.mean(base))
+            gains.append(float(np.mean(ours)) - float(np.mean(base)))
+        results["val/psnr_gain_mean"] = float(np.mean(gains))
+        self._log(results, self.step)
+        if self.writer is not None and images:
+            s = self.cfg.val_scales[len(self.cfg.val_scales) // 2]
+            im = images[0]
+            h, lh = _exact_crop(im.shape[0], s)
+            w, lw = _exact_crop(im.shape[1], s)
+            hr = im[:h, :w][None, None].to(self.device)
+            lr = bicubic_downscale(hr, (lh, lw)).clamp(0, 1)
+            sr = self.generator(lr, s, (h, w)).clamp(0, 1)
+            panel = torch.cat([bicubic_resize(lr, (h, w)).clamp(0, 1), sr, hr], dim=-1)
+            self.writer.add_image(f"val/bicubic_sr_hr_x{s:g}", panel[0].cpu(), self.step)
+        self.generator.train()
+        gain = results["val/psnr_gain_mean"]
+        if gain > self.best_gain:
+            self.best_gain = gain
+            save_model(
+                self.generator, self.run_dir / "checkpoints" / "best.safetensors",
+                extra={**self._model_extra(), "val": results},
+            )  # fmt: skip
+        return results
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self, stage: int, opt_g, opt_d, sched_g, sched_d) -> None:
+        if not self.dist.main:
+            return
+        save_model(
+            self.generator, self.run_dir / "checkpoints" / "last.safetensors",
+            extra=self._model_extra(),
+        )  # fmt: skip
+        save_state(
+            self.run_dir / "state", step=self.step, stage=stage,
+            generator=self.generator, discriminator=self.discriminator,
+            opt_g=opt_g, opt_d=opt_d, sched_g=sched_g, sched_d=sched_d,
+            extra={"best_gain": self.best_gain},
+        )  # fmt: skip
+
+
+def _exact_crop(n: int, scale: float) -> tuple[int, int]:
+    """Largest HR length <= n whose LR length times ``scale`` is exact: (hr, lr)."""
+    from metasrgan.scale import AxisScale
+
+    axis = AxisScale.of(scale)
+    k = n // axis.p
+    return k * axis.p, k * axis.q
+
+
+def dataclasses_replace_l1(loss):
+    import dataclasses
+
+    return dataclasses.replace(loss, adversarial=0.0, perceptual=0.0)
+
+
+__all__ = ["Trainer", "new_run_dir"]

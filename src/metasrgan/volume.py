@@ -158,7 +158,7 @@ def _slices_upscale(
         chunk = intensity.apply(moved[start : start + batch], clip=False)
         x = torch.from_numpy(np.ascontiguousarray(chunk))[:, None].to(device)
         y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi))
-        out[start : start + batch] = y[:, 0].cpu().numpy()
+        out[start : start + batch] = intensity.invert(y[:, 0].cpu().numpy())
         if progress is not None:
             progress(len(chunk))
     return np.moveaxis(out, 0, axis)

@@ -1,0 +1,15 @@
+"""The bundled real MRI samples (see scripts/make_samples.py and metasrgan.data.offline)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+SAMPLES = ("mni152_val", "colin27_val", "inia19_macaque")
+
+
+def sample_path(name: str) -> Path:
+    """Path of a bundled sample NIfTI by name (``colin27_val``, ...)."""
+    if name not in SAMPLES:
+        raise KeyError(f"unknown sample {name!r}; bundled: {', '.join(SAMPLES)}")
+    return Path(str(resources.files("metasrgan") / "samples" / f"{name}.nii.gz"))

@@ -1,0 +1,133 @@
+"""Figures (plot, Fig. 7 and Fig. 8 analogues) and the report page."""
+
+from __future__ import annotations
+
+import sys
+import types
+from fractions import Fraction
+from importlib import resources
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from metasrgan import evaluation, figures
+from metasrgan.cli import main
+from metasrgan.registry import make
+from metasrgan.report import build_report, markdown_to_html
+
+
+@pytest.fixture(autouse=True)
+def _crop_module(monkeypatch):
+    try:
+        import metasrgan.data.crop  # noqa: F401
+    except ImportError:  # stand-in until the data module lands: the centre window
+        module = types.ModuleType("metasrgan.data.crop")
+        module.max_information_crop = lambda im, size: (
+            (im.shape[0] - size[0]) // 2,
+            (im.shape[1] - size[1]) // 2,
+            *size,
+        )
+        monkeypatch.setitem(sys.modules, "metasrgan.data.crop", module)
+
+
+@pytest.fixture(scope="module")
+def image():
+    path = resources.files("metasrgan") / "samples" / "colin27_val.nii.gz"
+    data = np.asarray(nib.load(str(path)).dataobj[40:120, 50:140, 5], dtype=np.float32) / 255
+    return evaluation.EvalImage("colin27_val:z005", data)
+
+
+@pytest.fixture(scope="module")
+def methods():
+    torch.manual_seed(0)
+    meta = make({"name": "meta-srgan", "args": {"features": 8, "blocks": 1, "norm": "none"}})
+    srgan = make({"name": "srgan", "args": {"features": 8, "blocks": 1}})
+    return [
+        evaluation.bicubic_method(),
+        evaluation.Method("Meta", meta.eval(), 10, None, "test"),
+        evaluation.Method("SRGAN", srgan.eval(), 5, Fraction(2), "test"),
+    ]
+
+
+def _png_size(path):
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+def test_figure7_and_figure8(tmp_path, image, methods):
+    p7 = figures.figure7(image, methods, tmp_path / "fig7.png", crop_size=(48, 48))
+    w7, h7 = _png_size(p7)
+    assert w7 > 3 * h7  # HR + 3 methods side by side
+    scales = [Fraction(3, 2), Fraction(2), Fraction(37, 10)]
+    p8 = figures.figure8(image, methods, scales, tmp_path / "fig8.png", crop_size=(48, 48))
+    w8, h8 = _png_size(p8)
+    assert w8 > h8  # 2 rows (bicubic, Meta; SRGAN is fixed-scale) x 4 columns
+    with pytest.raises(ValueError, match="no method"):
+        figures.figure7(image, methods[2:], tmp_path / "x.png", scale=Fraction(3))
+
+
+def test_plot_sweep(tmp_path, methods):
+    rows = []
+    for m in methods:
+        for s in (Fraction(3, 2), Fraction(2), Fraction(3)):
+            if m.runs_at(s):
+                rows.append({"method": m.label, "scale": s, "region": "crop", "psnr": 30 - s,
+                             "ssim": 0.9, "image": "a"})  # fmt: skip
+    summary = evaluation.summarize(rows, methods)
+    assert _png_size(figures.plot_sweep(summary, methods, tmp_path / "plot.png"))[0] > 0
+
+
+def test_figure_choices(image):
+    sweep = evaluation.parse_scales("1.1:4.0:0.1")
+    assert figures.pick_figure_scales(sweep) == [Fraction(k, 2) for k in range(3, 9)]
+    assert figures.pick_figure_scales([Fraction(11, 10), Fraction(13, 10)]) == [
+        Fraction(11, 10),
+        Fraction(13, 10),
+    ]
+    other = evaluation.EvalImage("empty", np.zeros_like(image.array))
+    assert figures.pick_figure_image([other, image]) is image
+    assert figures.pick_figure_image([other, image], "0") is other
+    assert figures.pick_figure_image([other, image], "colin27_val:z005") is image
+    with pytest.raises(ValueError, match="figure-image"):
+        figures.pick_figure_image([image], "nope")
+    # the inset goes where it hides least of the zoomed box (box in the top right here)
+    assert figures._inset_corner((100, 100), (5, 70), 20) != [0.58, 0.58, 0.42, 0.42]
+
+
+def test_markdown_to_html_tables_lists_and_images():
+    text = "# T\n\n- **bold** `code`\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![cap](x.png)\n"
+    page = markdown_to_html(text, lambda src: "IMG:" + src)
+    assert "<h1>T</h1>" in page and "<li><strong>bold</strong> <code>code</code></li>" in page
+    assert "<th>a</th><th>b</th>" in page and "<td>1</td><td>2</td>" in page
+    assert '<img src="IMG:x.png" alt="cap">' in page and "---" not in page
+
+
+def test_report_gathers_nested_runs(tmp_path, capsys):
+    run = tmp_path / "run"
+    for sub in ("eval_bicubic", "eval_kspace"):
+        (run / sub).mkdir(parents=True)
+        (run / sub / "table.md").write_text(
+            f"# Evaluation\n\n| a | b |\n|---|---|\n| {sub} | 2 |\n"
+        )
+        Image.new("L", (8, 8)).save(run / sub / "fig8.png")
+        (run / sub / "table.csv").write_text("a,b\n1,2\n")
+    (run / ".hidden").mkdir()
+    Image.new("L", (8, 8)).save(run / ".hidden" / "skip.png")
+    md_path, html_path = build_report(run)
+    md = md_path.read_text()
+    assert "## eval_bicubic" in md and "### Evaluation" in md and "## eval_kspace" in md
+    assert "(eval_kspace/fig8.png)" in md and "[table.csv](eval_bicubic/table.csv)" in md
+    assert "skip.png" not in md
+    page = html_path.read_text()
+    assert page.count("data:image/png;base64,") == 2 and "<td>eval_kspace</td>" in page
+
+    assert main(["report", str(run), "--format", "html", "--link-images"]) == 0
+    assert 'src="eval_bicubic/fig8.png"' in (run / "report.html").read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["report", str(empty)]) == 2
+    assert "metasrgan evaluate" in capsys.readouterr().err

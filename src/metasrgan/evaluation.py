@@ -563,21 +563,20 @@ def markdown_table(summary: Sequence[dict], methods: Sequence[Method], info: dic
         if region == "crop":
             title += f" {crop[0]}x{crop[1]}"
         lines += [f"## {title[0].upper() + title[1:]}: PSNR (dB) / SSIM, mean ± std", ""]
-        header = ["scale"] + [f"{lab} PSNR" for lab in labels] + [f"{lab} SSIM" for lab in labels]
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("|---" * len(header) + "|")
+        lines.append("| scale | " + " | ".join(labels) + " |")
+        lines.append("|---" * (len(labels) + 1) + "|")
         for scale in scales:
             cells = [scale_label(scale)]
-            for key, digits in (("psnr", 2), ("ssim", 4)):
-                for lab in labels:
-                    r = by_key.get((lab, scale, region))
-                    cells.append(
-                        ""
-                        if r is None
-                        else f"{_fmt(r[key + '_mean'], digits)} ± {_fmt(r[key + '_std'], digits)}"
-                    )
+            for lab in labels:
+                r = by_key.get((lab, scale, region))
+                cells.append(
+                    ""
+                    if r is None
+                    else f"{_fmt(r['psnr_mean'], 2)} ± {_fmt(r['psnr_std'], 2)} / "
+                    f"{_fmt(r['ssim_mean'], 4)} ± {_fmt(r['ssim_std'], 4)}"
+                )
             lines.append("| " + " | ".join(cells) + " |")
-        params = [format_params(m.params) for m in methods] + [""] * len(labels)
+        params = [format_params(m.params) for m in methods]
         lines.append("| parameters | " + " | ".join(params) + " |")
         lines.append("")
     return "\n".join(lines)

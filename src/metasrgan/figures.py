@@ -133,17 +133,29 @@ def _run_one(
 
 
 def _detail_box(image: np.ndarray, side: int) -> tuple[int, int]:
-    """Top-left of the ``side`` square with the most gradient energy (the inset's source)."""
-    from scipy.ndimage import uniform_filter
+    """Top-left of the ``side`` square with the most gradient energy (the inset's source).
+
+    Only squares centred in the middle half of the crop (the brain, for a
+    maximal-information crop) and free of zero pixels are considered where possible, so the
+    inset shows anatomy rather than the edge of the head.
+    """
+    from scipy.ndimage import minimum_filter, uniform_filter
 
     gy, gx = np.gradient(image)
-    energy = uniform_filter(np.hypot(gy, gx), size=side, mode="constant")
     h, w = image.shape
     half = side // 2
-    inner = energy[half : h - side + half + 1, half : w - side + half + 1]
-    if inner.size == 0:
+    valid = (slice(half, h - side + half + 1), slice(half, w - side + half + 1))
+    energy = uniform_filter(np.hypot(gy, gx), size=side, mode="constant")[valid]
+    if energy.size == 0:
         return 0, 0
-    y, x = np.unravel_index(int(np.argmax(inner)), inner.shape)
+    inside = minimum_filter(image, size=side, mode="constant")[valid] > 0
+    ys, xs = np.mgrid[: energy.shape[0], : energy.shape[1]]
+    central = (np.abs(ys + half - h / 2) <= h / 4) & (np.abs(xs + half - w / 2) <= w / 4)
+    if (inside & central).any():
+        inside &= central
+    if inside.any():
+        energy = np.where(inside, energy, -np.inf)
+    y, x = np.unravel_index(int(np.argmax(energy)), energy.shape)
     return int(y), int(x)
 
 

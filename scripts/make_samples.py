@@ -37,11 +37,41 @@ def write_slab(name: str, source: Path, z0: int, z1: int, dtype) -> None:
     print(f"{path.name}: {data.shape} from {source.name} z {z0}:{z1}, {path.stat().st_size} bytes")
 
 
+def write_package_scans() -> None:
+    """Real scans of other kinds shipped inside installed packages (never trained on):
+    a BOLD EPI volume from nibabel's test data (another contrast, noisy, 2 mm) and a clinical
+    MR slice from pydicom's test data (another subject)."""
+    import nibabel.tests
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    epi = nib.load(str(Path(nibabel.tests.__file__).parent / "data" / "example4d.nii.gz"))
+    first = np.asanyarray(epi.dataobj)[..., 0].astype(np.int16)
+    out = nib.Nifti1Image(first, epi.affine)
+    out.header.set_zooms(epi.header.get_zooms()[:3])
+    out.set_qform(epi.affine, code=1)
+    out.set_sform(epi.affine, code=1)
+    nib.save(out, str(OUT / "epi_nibabel.nii.gz"))
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    pixels = ds.pixel_array.astype(np.float32) * float(getattr(ds, "RescaleSlope", 1)) + float(
+        getattr(ds, "RescaleIntercept", 0)
+    )
+    dy, dx = (float(v) for v in ds.PixelSpacing)
+    affine = np.diag([dy, dx, float(ds.SliceThickness), 1.0])
+    mr = nib.Nifti1Image(pixels[:, :, None].astype(np.int16), affine)
+    mr.set_qform(affine, code=1)
+    mr.set_sform(affine, code=1)
+    nib.save(mr, str(OUT / "mr_small_pydicom.nii.gz"))
+    for name in ("epi_nibabel", "mr_small_pydicom"):
+        print(f"{name}.nii.gz: {(OUT / (name + '.nii.gz')).stat().st_size} bytes")
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, slab in {**HELD_OUT_SLABS, **UNSEEN_SLABS}.items():
         source = locate(slab.source)
         write_slab(name, source, slab.z0, slab.z1, slab.dtype)
+    write_package_scans()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-SAMPLES = ("mni152_val", "colin27_val", "inia19_macaque")
+SAMPLES = ("mni152_val", "colin27_val", "inia19_macaque", "epi_nibabel", "mr_small_pydicom")
+"""Validation slabs held out of training (``*_val``) and real scans of kinds never trained on:
+a macaque T1 (INIA19), a BOLD EPI volume (nibabel's test data), a clinical MR slice (pydicom's)."""
 
 
 def sample_path(name: str) -> Path:

@@ -129,7 +129,7 @@ def test_bicubic_rows_equal_an_independent_scikit_image_computation(tmp_path):
             lr = F.interpolate(hr, lr_size, mode="bicubic", antialias=True).clamp(0, 1)
             up = F.interpolate(lr, (hh, ww), mode="bicubic").clamp(0, 1)
             hr_np, up_np = hr[0, 0].double().numpy(), up[0, 0].double().numpy()
-            t, c, ch, cw = _standin_max_information_crop(volume_slice, (48, 48))
+            t, c, ch, cw = evaluation.information_window(volume_slice, (48, 48))
             t = min(max(t - top, 0), hh - ch)
             c = min(max(c - left, 0), ww - cw)
             crop = (slice(t, t + ch), slice(c, c + cw))
@@ -241,6 +241,9 @@ def test_load_images_from_files_folders_and_brats(tmp_path):
     images = evaluation.load_images(str(folder))
     assert [im.name for im in images] == ["photo", "slice"]
     assert images[0].array.shape == (32, 40)  # RGB compared on its luminance
+    three = tmp_path / "three.nii.gz"  # a 3-slice volume is not an RGB picture
+    nib.save(nib.Nifti1Image(vol[..., 1:4], np.eye(4)), three)
+    assert [im.name for im in evaluation.load_images(str(three))][-1] == "three:z002"
 
     assert len(evaluation.load_images("samples", max_images=5)) == 5
     names = {im.name.split(":")[0] for im in evaluation.load_images("samples")}

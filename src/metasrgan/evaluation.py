@@ -45,7 +45,8 @@ REGION_TITLES = {
 }
 MIN_FOREGROUND = 0.01
 """Slices of a volume with fewer non-zero pixels than this fraction are skipped."""
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm")
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".npy", ".dcm", *PICTURE_SUFFIXES)
 
 
 # ----------------------------------------------------------------------------- scales
@@ -217,6 +218,8 @@ def _read_array(path: Path) -> np.ndarray:
         read_image = None
     if read_image is not None:
         return np.asarray(read_image(path).array, dtype=np.float32)
+    if path.is_dir() or path.name.lower().endswith(".dcm"):
+        raise ValueError("reading DICOM needs metasrgan.data.io, which is not installed")
     name = path.name.lower()
     if name.endswith((".nii", ".nii.gz")):
         import nibabel as nib
@@ -229,13 +232,17 @@ def _read_array(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path), dtype=np.float32)
 
 
-def slices_of(name: str, data: np.ndarray) -> Iterator[EvalImage]:
-    """HR slices in [0, 1]: a 2D image (or RGB -> Y) or the axial slices of a volume."""
+def slices_of(name: str, data: np.ndarray, picture: bool = False) -> Iterator[EvalImage]:
+    """HR slices in [0, 1]: a 2D image or the axial (last-axis) slices of a volume.
+
+    ``picture``: the data came from a PNG/JPEG/TIFF, so ``H x W x 3`` is RGB (compared on
+    its BT.601 luminance) rather than a volume of three slices.
+    """
     from metasrgan.intensity import IntensityMap
 
     data = np.asarray(data, dtype=np.float32)
-    if data.ndim == 3 and data.shape[-1] == 3 and data.shape[0] > 16 and data.shape[1] > 16:
-        data = luminance(data).astype(np.float32)  # RGB picture: compare on BT.601 Y
+    if picture and data.ndim == 3 and data.shape[-1] in (3, 4):
+        data = luminance(data[..., :3]).astype(np.float32)  # RGB(A): compare on BT.601 Y
     if data.ndim == 4 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim not in (2, 3):
@@ -303,11 +310,15 @@ def load_images(data: str, max_images: int | None = None) -> list[EvalImage]:
                 ]
             if not volumes:
                 raise FileNotFoundError(f"{path}: no images, volumes or BraTS t1ce files in it")
-            paths = [(_stem(p), p) for p in volumes]
+            if all(p.name.lower().endswith(".dcm") for p in volumes):
+                paths = [(path.name, path)]  # a DICOM series: one volume
+            else:
+                paths = [(_stem(p), p) for p in volumes]
     images: list[EvalImage] = []
     for name, p in paths:
         try:
-            images.extend(slices_of(name, _read_array(p)))
+            picture = p.name.lower().endswith(PICTURE_SUFFIXES)
+            images.extend(slices_of(name, _read_array(p), picture))
         except ValueError as err:
             raise ValueError(f"{p}: {err}") from None
     if not images:

@@ -86,7 +86,11 @@ def upscale_file(model, src: Path, dst: Path, args: argparse.Namespace) -> str:
             fh, fw = out.shape[0] / data.shape[0], out.shape[1] / data.shape[1]
             affine = scaled_affine(image.affine, (fh, fw, 1.0))
             out = out.reshape(out.shape + (1,) * (image.array.ndim - 2))
-        write_image(dst, MRImage(out.astype(np.float32), affine, (), src, image.header))
+        if image.source_dtype in ("uint8", "uint16") and dst.suffix.lower() in (".png", ".jpg"):
+            info = np.iinfo(image.source_dtype)  # same units and bit depth as the input
+            out = np.clip(np.rint(out), info.min, info.max)
+        bits = 16 if image.source_dtype == "uint16" else 8
+        write_image(dst, MRImage(out.astype(np.float32), affine, (), src, image.header), bits)
         return f"{src} -> {dst}  {data.shape} -> {out.shape[:2]}"
     if args.size:
         raise ValueError(f"{src}: --size applies to 2D images; use --scale or --spacing")
@@ -132,15 +136,17 @@ def _write_sidecar(dst: Path, src: Path, plan, model) -> None:
     }, indent=2) + "\n")  # fmt: skip
 
 
-def output_path(src: Path, output: Path, folder_mode: bool) -> Path:
+def output_path(src: Path, root: Path, output: Path, folder_mode: bool) -> Path:
+    """Where the output of ``src`` goes: ``output`` itself, or its place under the folder
+    ``output`` mirroring ``root`` (DICOM inputs become NIfTI: DICOM is not written)."""
     if not folder_mode:
         return output
-    name = src.name
-    if src.is_dir():  # a DICOM series becomes a NIfTI volume
-        name = src.name + ".nii.gz"
-    elif name.lower().endswith(".dcm"):
-        name = name[:-4] + ".nii.gz"
-    return output / name
+    rel = src.relative_to(root)
+    if src.is_dir():
+        rel = rel.with_name(src.name + ".nii.gz") if rel.parts else Path(root.name + ".nii.gz")
+    elif rel.suffix.lower() == ".dcm":
+        rel = rel.with_suffix(".nii.gz")
+    return output / rel
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
     if getattr(model, "metadata", {}).get("untrained"):
         print("WARNING: no trained model available; outputs come from an UNTRAINED network",
               file=sys.stderr)  # fmt: skip
-    folder_mode = src.is_dir() and not _is_dicom_series(src)
-    inputs = find_images(src) if folder_mode else [src]
+    inputs = find_images(src)
+    folder_mode = src.is_dir() and inputs != [src]  # a folder that is not one DICOM series
     if folder_mode:
         if not inputs:
             raise ValueError(f"no readable images in {src}")
@@ -170,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for item in inputs:
         try:
-            print(upscale_file(model, item, output_path(item, output, folder_mode), args))
+            dst = output_path(item, src, output, folder_mode)
+            print(upscale_file(model, item, dst, args))
         except (ValueError, OSError) as err:
             failures += 1
             print(f"FAILED {item}: {err}", file=sys.stderr)
@@ -180,8 +187,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"{failures} of {len(inputs)} input(s) failed", file=sys.stderr)
         return 1
     return 0
-
-
-def _is_dicom_series(folder: Path) -> bool:
-    files = [p for p in folder.iterdir() if p.is_file()]
-    return bool(files) and all(p.suffix.lower() in (".dcm", "") for p in files)

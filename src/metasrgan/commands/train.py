@@ -21,32 +21,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metasrgan.inference import pick_device
     from metasrgan.train.config import load_config
-    from metasrgan.train.loop import Trainer, new_run_dir
+    from metasrgan.train.loop import Trainer, agree_run_dir, init_distributed
 
     if args.resume:
+        if args.init_from:
+            raise ValueError(
+                "--init-from and --resume exclude each other (resume keeps its weights)"
+            )
         run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"--resume {run_dir}: no such run folder")
         config_path = Path(args.config) if args.config else run_dir / "config.yaml"
         cfg = load_config(config_path, args.set)
+        dist = init_distributed(pick_device(cfg.device).type)
     else:
         if not args.config:
             raise ValueError("--config is required (or --resume RUN)")
         cfg = load_config(args.config, args.set)
-        import os
+        # under torchrun every rank must agree on one new folder: rank 0 picks it
+        dist = init_distributed(pick_device(cfg.device).type)
+        run_dir = agree_run_dir(dist, Path(args.runs), args.name or cfg.name)
+    if dist.main:
+        print(f"run folder: {run_dir}")
+    try:
+        trainer = Trainer(
+            cfg, run_dir, init_from=args.init_from, resume=bool(args.resume),
+            progress=not args.no_progress,
+        )  # fmt: skip
+        final = trainer.fit()
+    finally:
+        if dist.world_size > 1:
+            import torch.distributed as tdist
 
-        rank = int(os.environ.get("RANK", "0"))
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            # every rank must agree on the folder: rank 0 creates it, the name is fixed
-            run_dir = Path(args.runs) / (args.name or cfg.name)
-            if rank == 0:
-                run_dir.mkdir(parents=True, exist_ok=True)
-        else:
-            run_dir = new_run_dir(Path(args.runs), args.name or cfg.name)
-    print(f"run folder: {run_dir}")
-    trainer = Trainer(
-        cfg, run_dir, init_from=args.init_from, resume=bool(args.resume),
-        progress=not args.no_progress,
-    )  # fmt: skip
-    final = trainer.fit()
-    print(f"done: {trainer.step} steps; model {final}")
+            if tdist.is_initialized():
+                tdist.destroy_process_group()
+    if dist.main:
+        print(f"done: {trainer.step} steps; model {final}")
     return 0

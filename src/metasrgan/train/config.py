@@ -76,7 +76,8 @@ class TrainConfig:
     batch_size: int = 8
     patch_size: int = 96
     patches_per_image: int = 16
-    scales: str | list[float] = "1.1:4.0:0.1"
+    scales: str | float | list[float] = "1.1:4.0:0.1"
+    """``"START:STOP:STEP"`` (inclusive), one number, or a list; one is drawn per batch."""
     degradation: str = "bicubic"
     warmup_l1_steps: int = 0
     """Updates at the start of the first stage with the L1 term only (0 in the paper)."""
@@ -110,15 +111,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [a for a in args if a is not type(None)]
+        for arg in options:
             try:
                 return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+            except ConfigError:
+                continue
+        if len(options) == 1:  # X | None: the error of X itself is the clearest
+            _coerce(value, options[0], where)
+        names = [_describe(a) for a in args]
+        raise ConfigError(f"{where}: expected {' or '.join(names)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -156,13 +158,28 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise ConfigError(f"{where}: unsupported type {tp}")
 
 
+def _describe(tp: Any) -> str:
+    """A type as a config reader would name it."""
+    origin = typing.get_origin(tp)
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp) or origin is dict:
+        return "a mapping"
+    if origin in (list, tuple):
+        return "a list"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
 def _build(cls, data: dict[str, Any], where: str):
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
+            f"{where or 'config'}: unknown key(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(fields))}"
         )
     kwargs = {}
     for name, f in fields.items():
@@ -174,44 +191,105 @@ def _build(cls, data: dict[str, Any], where: str):
     return cls(**kwargs)
 
 
+def _check_spec(spec: Any, key: str) -> None:
+    """A model spec is ``{name: ..., args: {...}}`` naming a registered model."""
+    from metasrgan.registry import available
+
+    if set(spec) - {"name", "args"} or not isinstance(spec.get("name"), str):
+        raise ConfigError(f"{key}: a model is {{name: ..., args: {{...}}}}, got {spec!r}")
+    if spec["name"] not in available():
+        raise ConfigError(
+            f"{key}.name: unknown model {spec['name']!r}; available: {', '.join(available())}"
+        )
+    if not isinstance(spec.get("args") or {}, dict):
+        raise ConfigError(f"{key}.args: expected a mapping, got {spec['args']!r}")
+
+
 def _validate(cfg: TrainConfig) -> None:
     from metasrgan.data.degrade import DEGRADATIONS
     from metasrgan.data.patches import exact_patch_sizes, parse_scales
+    from metasrgan.scale import as_fraction
 
     def positive(value, key):
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
 
-    positive(cfg.batch_size, "batch_size")
-    positive(cfg.patch_size, "patch_size")
-    positive(cfg.patches_per_image, "patches_per_image")
+    def not_negative(value, key):
+        if value < 0:
+            raise ConfigError(f"{key}: must be >= 0, got {value}")
+
+    def check_loss(loss: LossConfig, key: str) -> None:
+        for term in ("l1", "adversarial", "perceptual"):
+            not_negative(getattr(loss, term), f"{key}.{term}")
+        if loss.l1 == loss.adversarial == loss.perceptual == 0:
+            raise ConfigError(f"{key}: every loss weight is 0; nothing would be trained")
+
+    def check_augment(aug: AugmentConfig, key: str) -> None:
+        for name in ("gamma", "gain"):
+            span = getattr(aug, name)
+            if span is not None and not 0 < span[0] <= span[1]:
+                raise ConfigError(f"{key}.{name}: expected [low, high] with 0 < low <= high")
+
+    _check_spec(cfg.model, "model")
+    if cfg.discriminator is not None:
+        _check_spec(cfg.discriminator, "discriminator")
+    for key in ("batch_size", "patch_size", "patches_per_image", "checkpoint_every", "log_every"):
+        positive(getattr(cfg, key), key)
+    for key in ("warmup_l1_steps", "validate_every", "sample_every", "threads"):
+        not_negative(getattr(cfg, key), key)
+    positive(cfg.val_images, "val_images")
     positive(cfg.optim.lr, "optim.lr")
+    positive(cfg.optim.d_lr, "optim.d_lr")
     positive(cfg.optim.decay_every, "optim.decay_every")
     if not 0 < cfg.optim.decay <= 1:
         raise ConfigError(f"optim.decay: must be in (0, 1], got {cfg.optim.decay}")
+    if not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise ConfigError(f"optim.betas: each must be in [0, 1), got {list(cfg.optim.betas)}")
+    check_loss(cfg.loss, "loss")
+    check_augment(cfg.augment, "augment")
+    if not (cfg.device in ("auto", "cpu", "cuda", "mps") or cfg.device.startswith("cuda:")):
+        raise ConfigError(f"device: expected auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
     if not cfg.stages:
         raise ConfigError("stages: at least one stage is needed")
+    names = set()
     for i, stage in enumerate(cfg.stages):
-        positive(stage.steps, f"stages[{i}].steps")
+        key = f"stages[{i}]"
+        if not stage.name or any(c in stage.name for c in "/\\:") or stage.name in names:
+            raise ConfigError(
+                f"{key}.name: {stage.name!r} must be unique, non-empty and usable in a file name"
+            )
+        names.add(stage.name)
+        positive(stage.steps, f"{key}.steps")
         if not stage.data:
-            raise ConfigError(f"stages[{i}].data: no data sources")
+            raise ConfigError(f"{key}.data: no data sources")
+        if stage.loss is not None:
+            check_loss(stage.loss, f"{key}.loss")
+        if stage.augment is not None:
+            check_augment(stage.augment, f"{key}.augment")
         loss = cfg.stage_loss(stage)
-        for term in ("l1", "adversarial", "perceptual"):
-            if getattr(loss, term) < 0:
-                raise ConfigError(f"stages[{i}] loss.{term}: must be >= 0")
         if loss.adversarial > 0 and cfg.discriminator is None:
-            raise ConfigError(f"stages[{i}]: adversarial loss needs a discriminator")
+            where = f"{key}.loss" if stage.loss is not None else "loss"
+            raise ConfigError(
+                f"{where}.adversarial: is {loss.adversarial} but discriminator is null"
+            )
         deg = stage.degradation or cfg.degradation
         if deg not in DEGRADATIONS:
-            raise ConfigError(f"stages[{i}].degradation: {deg!r} is not one of {DEGRADATIONS}")
+            raise ConfigError(f"{key}.degradation: {deg!r} is not one of {DEGRADATIONS}")
+    if cfg.degradation not in DEGRADATIONS:
+        raise ConfigError(f"degradation: {cfg.degradation!r} is not one of {DEGRADATIONS}")
     try:
         scales = parse_scales(cfg.scales)
+        if not scales:
+            raise ValueError("no scales given")
         for s in scales:
             exact_patch_sizes(s, cfg.patch_size)
     except ValueError as err:
         raise ConfigError(f"scales: {err}") from None
-    if cfg.degradation not in DEGRADATIONS:
-        raise ConfigError(f"degradation: {cfg.degradation!r} is not one of {DEGRADATIONS}")
+    for i, s in enumerate(cfg.val_scales):
+        try:
+            as_fraction(s)
+        except ValueError as err:
+            raise ConfigError(f"val_scales[{i}]: {err}") from None
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
@@ -231,24 +309,46 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if data is None:
+        data = {}
     for item in overrides or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not KEY=VALUE")
-        node = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        last = parts[-1]
-        value = yaml.safe_load(raw)
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
+        _apply_override(data, item)
     try:
         return config_from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
+
+
+def _apply_override(data: Any, item: str) -> None:
+    """Set ``a.b.0.c=VALUE`` (VALUE read as YAML) inside the raw config mapping."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r} is not KEY=VALUE")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from None
+    node = data
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = ".".join(parts[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {item!r}: {where} is not an index of that list")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth])} is not a mapping")
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:

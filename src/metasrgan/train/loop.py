@@ -70,6 +70,17 @@ def new_run_dir(root: Path, name: str) -> Path:
             candidate = root / f"{name}-{n}"
 
 
+def agree_run_dir(dist: Dist, root: Path, name: str) -> Path:
+    """``new_run_dir`` on rank 0, the same folder on every rank (never an existing one)."""
+    if dist.world_size <= 1:
+        return new_run_dir(root, name)
+    import torch.distributed as tdist
+
+    box = [str(new_run_dir(root, name)) if dist.main else None]
+    tdist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
 def load_stage_images(sources: list[dict], split: str) -> list[np.ndarray]:
     from metasrgan.data.datasets import load_slices
 
@@ -111,14 +122,17 @@ class Trainer:
         self.discriminator = (
             make(cfg.discriminator).to(self.device) if needs_d and cfg.discriminator else None
         )
-        if init_from:
+        _check_fixed_scale(self.generator, cfg)
+        if init_from and not resume:
             from metasrgan.checkpoint import load_weights
 
             load_weights(self.generator, init_from)
         self.vgg = self._build_vgg()
         self.gpu_fast = self.device.type == "cuda" and cfg.amp
         if self.gpu_fast:
-            self.generator = self.generator.to(memory_format=torch.channels_last)
+            for model in (self.generator, self.discriminator, self.vgg):
+                if model is not None:
+                    model.to(memory_format=torch.channels_last)
         self.step = 0
         self.resume_meta: dict | None = None
         self.resume_tensors: dict | None = None
@@ -231,8 +245,9 @@ class Trainer:
         self.g.train()
         if self.d is not None:
             self.d.train()
-        last_log = time.perf_counter()
+        train_time = 0.0  # seconds spent in training steps since the last log line
         while self.step < stage_start + stage.steps:
+            started = time.perf_counter()
             local = self.step - stage_start
             batch = sampler.batch(local)
             batch = {
@@ -249,18 +264,20 @@ class Trainer:
             if sched_d is not None and use.adversarial > 0:
                 sched_d.step()
             self.step += 1
+            train_time += time.perf_counter() - started
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(l1=f"{logs['l_g_pix']:.4f}", s=f"{batch['scale']:.1f}")
             if self.step % cfg.log_every == 0:
-                now = time.perf_counter()
-                logs["steps_per_s"] = cfg.log_every / max(now - last_log, 1e-9)
+                logs["steps_per_s"] = cfg.log_every / max(train_time, 1e-9)
                 logs["lr_g"] = opt_g.param_groups[0]["lr"]
-                last_log = now
+                train_time = 0.0
                 self._log({f"train/{k}": v for k, v in logs.items()}, self.step)
             end_of_stage = self.step == stage_start + stage.steps
             if cfg.validate_every and (self.step % cfg.validate_every == 0 or end_of_stage):
                 self.validate()
+            elif cfg.sample_every and self.step % cfg.sample_every == 0:
+                self.write_samples()
             if self.step % cfg.checkpoint_every == 0 or end_of_stage:
                 self.checkpoint(index, opt_g, opt_d, sched_g, sched_d)
         if bar is not None:
@@ -296,15 +313,30 @@ class Trainer:
     def _load_val(self) -> list[torch.Tensor]:
         if self.val_images is None:
             images = load_stage_images(self.cfg.val_data, "val") if self.cfg.val_data else []
-            self.val_images = [torch.from_numpy(im) for im in images[: self.cfg.val_images]]
+            self.val_images = [
+                torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32))
+                for im in images[: self.cfg.val_images]
+            ]
         return self.val_images
+
+    def _val_pair(self, im: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """HR cropped so that ``LR * scale`` is exactly HR, and its bicubic-degraded LR."""
+        from metasrgan.data.degrade import bicubic_downscale
+
+        h, lh = _exact_crop(im.shape[0], scale)
+        w, lw = _exact_crop(im.shape[1], scale)
+        hr = im[:h, :w][None, None].to(self.device)
+        return hr, bicubic_downscale(hr, (lh, lw)).clamp(0, 1)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """PSNR of the generator and of bicubic at each validation scale (rank 0)."""
+        """PSNR/SSIM of the generator and of bicubic at each validation scale (rank 0).
+
+        ``best.safetensors`` is the model with the highest mean PSNR gain over bicubic.
+        """
         if not self.dist.main:
             return {}
-        from metasrgan.data.degrade import bicubic_downscale
+        from metasrgan.metrics import SSIM_RADIUS, ssim
         from metasrgan.models import bicubic_resize
 
         images = self._load_val()
@@ -314,30 +346,27 @@ class Trainer:
         results: dict[str, float] = {}
         gains = []
         for s in self.cfg.val_scales:
-            ours, base = [], []
+            ours, base, ours_ssim, base_ssim = [], [], [], []
             for im in images:
-                hr_side_h, lr_h = _exact_crop(im.shape[0], s)
-                hr_side_w, lr_w = _exact_crop(im.shape[1], s)
-                hr = im[:hr_side_h, :hr_side_w][None, None].to(self.device)
-                lr = bicubic_downscale(hr, (lr_h, lr_w)).clamp(0, 1)
-                sr = self.generator(lr, s, (hr_side_h, hr_side_w)).clamp(0, 1)
+                hr, lr = self._val_pair(im, s)
+                size = tuple(hr.shape[-2:])
+                sr = self.generator(lr, s, size).float().clamp(0, 1)
+                bic = bicubic_resize(lr, size).clamp(0, 1)
                 ours.append(psnr_unit(sr, hr))
-                base.append(psnr_unit(bicubic_resize(lr, (hr_side_h, hr_side_w)), hr))
+                base.append(psnr_unit(bic, hr))
+                if min(size) > 2 * SSIM_RADIUS:
+                    target = hr[0, 0].double().cpu().numpy()
+                    ours_ssim.append(ssim(sr[0, 0].double().cpu().numpy(), target, 1.0))
+                    base_ssim.append(ssim(bic[0, 0].double().cpu().numpy(), target, 1.0))
             results[f"val/psnr_x{s:g}"] = float(np.mean(ours))
             results[f"val/psnr_bicubic_x{s:g}"] = float(np.mean(base))
+            if ours_ssim:
+                results[f"val/ssim_x{s:g}"] = float(np.mean(ours_ssim))
+                results[f"val/ssim_bicubic_x{s:g}"] = float(np.mean(base_ssim))
             gains.append(float(np.mean(ours)) - float(np.mean(base)))
         results["val/psnr_gain_mean"] = float(np.mean(gains))
         self._log(results, self.step)
-        if self.writer is not None and images:
-            s = self.cfg.val_scales[len(self.cfg.val_scales) // 2]
-            im = images[0]
-            h, lh = _exact_crop(im.shape[0], s)
-            w, lw = _exact_crop(im.shape[1], s)
-            hr = im[:h, :w][None, None].to(self.device)
-            lr = bicubic_downscale(hr, (lh, lw)).clamp(0, 1)
-            sr = self.generator(lr, s, (h, w)).clamp(0, 1)
-            panel = torch.cat([bicubic_resize(lr, (h, w)).clamp(0, 1), sr, hr], dim=-1)
-            self.writer.add_image(f"val/bicubic_sr_hr_x{s:g}", panel[0].cpu(), self.step)
+        self.write_samples()
         self.generator.train()
         gain = results["val/psnr_gain_mean"]
         if gain > self.best_gain:
@@ -347,6 +376,26 @@ class Trainer:
                 extra={**self._model_extra(), "val": results},
             )  # fmt: skip
         return results
+
+    @torch.no_grad()
+    def write_samples(self) -> None:
+        """A bicubic | generator | HR panel of the first validation image to TensorBoard."""
+        if self.writer is None or not self.cfg.val_scales:
+            return
+        from metasrgan.models import bicubic_resize
+
+        images = self._load_val()
+        if not images:
+            return
+        was_training = self.generator.training
+        self.generator.eval()
+        s = self.cfg.val_scales[len(self.cfg.val_scales) // 2]
+        hr, lr = self._val_pair(images[0], s)
+        size = tuple(hr.shape[-2:])
+        sr = self.generator(lr, s, size).float().clamp(0, 1)
+        panel = torch.cat([bicubic_resize(lr, size).clamp(0, 1), sr, hr], dim=-1)
+        self.writer.add_image(f"val/bicubic_sr_hr_x{s:g}", panel[0].cpu(), self.step)
+        self.generator.train(was_training)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, stage: int, opt_g, opt_d, sched_g, sched_d) -> None:
@@ -362,6 +411,8 @@ class Trainer:
             opt_g=opt_g, opt_d=opt_d, sched_g=sched_g, sched_d=sched_d,
             extra={"best_gain": self.best_gain},
         )  # fmt: skip
+        if self.writer is not None:
+            self.writer.flush()
 
 
 def _exact_crop(n: int, scale: float) -> tuple[int, int]:
@@ -373,10 +424,25 @@ def _exact_crop(n: int, scale: float) -> tuple[int, int]:
     return k * axis.p, k * axis.q
 
 
+def _check_fixed_scale(generator: nn.Module, cfg: TrainConfig) -> None:
+    """SRGAN/EDSR upscale by one factor: say so before training, not at the first batch."""
+    fixed = getattr(generator, "fixed_scale", None)
+    if fixed is None:
+        return
+    wrong = sorted(
+        {s for s in (*parse_scales(cfg.scales), *cfg.val_scales) if abs(s - fixed) > 1e-9}
+    )
+    if wrong:
+        raise ValueError(
+            f"model {cfg.model['name']!r} only upscales by x{fixed}, but scales/val_scales "
+            f'ask for {wrong}; set scales: "{float(fixed)}" and val_scales: [{float(fixed)}]'
+        )
+
+
 def dataclasses_replace_l1(loss):
     import dataclasses
 
     return dataclasses.replace(loss, adversarial=0.0, perceptual=0.0)
 
 
-__all__ = ["Trainer", "new_run_dir"]
+__all__ = ["Trainer", "agree_run_dir", "new_run_dir"]

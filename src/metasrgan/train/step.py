@@ -56,7 +56,9 @@ def gan_step(
         if loss.perceptual > 0:
             if vgg is None:
                 raise ValueError("the perceptual loss is on but no VGG19 was given")
-            l_percep = F.mse_loss(vgg(sr).float(), vgg(hr).float())
+            with torch.no_grad():  # the target's features need no graph
+                target = vgg(hr).float()
+            l_percep = F.mse_loss(vgg(sr).float(), target)
             total = total + loss.perceptual * l_percep
             logs["l_g_percep"] = l_percep.item()
         if use_gan:

@@ -212,24 +212,15 @@ def unique_labels(methods: Sequence[Method]) -> None:
 
 
 def _read_array(path: Path) -> np.ndarray:
-    try:
-        from metasrgan.data.io import read_image
-    except ImportError:  # the reader module is optional for NIfTI/NPY/PNG
-        read_image = None
-    if read_image is not None:
-        return np.asarray(read_image(path).array, dtype=np.float32)
-    if path.is_dir() or path.name.lower().endswith(".dcm"):
-        raise ValueError("reading DICOM needs metasrgan.data.io, which is not installed")
-    name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
-        import nibabel as nib
+    """The image or volume with its axial axis last (found from the affine, as training does)."""
+    from metasrgan.data.datasets import axial_axis
+    from metasrgan.data.io import read_image
 
-        return np.asarray(nib.load(str(path)).get_fdata(dtype=np.float32))
-    if name.endswith(".npy"):
-        return np.load(path, allow_pickle=False).astype(np.float32)
-    from PIL import Image
-
-    return np.asarray(Image.open(path), dtype=np.float32)
+    image = read_image(path)
+    data = np.asarray(image.array, dtype=np.float32)
+    if data.ndim == 3 and image.affine is not None:
+        data = np.moveaxis(data, axial_axis(image), -1)
+    return data
 
 
 def slices_of(name: str, data: np.ndarray, picture: bool = False) -> Iterator[EvalImage]:
@@ -265,13 +256,9 @@ def _bundled_samples() -> dict[str, Path]:
 
 
 def _brats_volumes(root: Path) -> list[Path]:
-    found = [
-        p
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-        and (p.name.endswith(("_t1ce.nii.gz", "_t1ce.nii", "-t1c.nii.gz", "-t1c.nii")))
-    ]
-    return found
+    from metasrgan.data.datasets import brats_subjects
+
+    return list(brats_subjects(root, "t1ce").values())
 
 
 def load_images(data: str, max_images: int | None = None) -> list[EvalImage]:

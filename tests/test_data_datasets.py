@@ -1,0 +1,190 @@
+"""Datasets on fixtures in the real BraTS / DIV2K / DICOM layouts, the offline slab rule,
+scikit-image's natural images and the bundled samples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fixtures.mri_layouts import (
+    BRATS_LAYOUTS,
+    make_brats,
+    make_div2k,
+    real_volume,
+    write_dicom_series,
+    write_nifti,
+)
+
+from metasrgan.data import offline
+from metasrgan.data.datasets import (
+    brats_subjects,
+    load_dataset,
+    load_slices,
+    natural_image_folder,
+    split_items,
+)
+from metasrgan.data.io import ImageReadError
+
+
+def _check_unit_slices(images, shape=None):
+    assert images
+    for im in images:
+        assert im.dtype == np.float32 and im.ndim == 2
+        assert float(im.min()) >= 0.0 and float(im.max()) <= 1.0
+        if shape:
+            assert im.shape == shape
+
+
+@pytest.mark.parametrize("release", sorted(BRATS_LAYOUTS))
+def test_brats_every_release_layout(tmp_path, release):
+    make_brats(tmp_path, release, subjects=5)
+    subjects = brats_subjects(tmp_path, "t1ce")
+    assert len(subjects) == 5  # t1/t2/flair/seg files beside them are not picked up
+    spec = {"kind": "brats", "root": str(tmp_path), "modality": "t1ce", "val_fraction": 0.2}
+    train = load_dataset(spec, "train")
+    val = load_dataset(spec, "val")
+    assert (train.files, val.files) == (4, 1)
+    train_subjects = {Path(r.source).parent.name for r in train.records}
+    val_subjects = {Path(r.source).parent.name for r in val.records}
+    assert not train_subjects & val_subjects  # subject-level split
+    assert train_subjects | val_subjects == set(subjects)
+    _check_unit_slices(train.images, (24, 24))
+    assert train.skipped_background >= 4 * 4  # the black first/last slices
+    assert len(train.images) == 4 * 10 - train.skipped_background
+    assert all(r.axis == 2 for r in train.records)
+    assert load_slices(spec, "val")[0].tobytes() == val.images[0].tobytes()  # deterministic
+    cropped = load_slices({**spec, "crop": [16, 12]}, "train")
+    _check_unit_slices(cropped, (16, 12))
+
+
+def test_brats_split_depends_on_the_seed_and_errors_are_clear(tmp_path):
+    make_brats(tmp_path, "2021", subjects=6)
+    names = sorted(brats_subjects(tmp_path))
+    splits = {frozenset(split_items(names, 0.5, seed)) for seed in range(6)}
+    assert len(splits) > 1 and all(len(s) == 3 for s in splits)
+    with pytest.raises(FileNotFoundError, match="no BraTS dwi"):
+        load_slices({"kind": "brats", "root": str(tmp_path), "modality": "dwi"}, "train")
+
+
+def test_a_bad_file_stops_or_is_skipped_never_silently(tmp_path, caplog):
+    paths = make_brats(tmp_path, "2020", subjects=3)
+    paths[1].write_bytes(paths[1].read_bytes()[:300])  # truncated
+    spec = {"kind": "brats", "root": str(tmp_path), "val_fraction": 0.0}
+    with pytest.raises(ImageReadError, match=f"{paths[1].name}.*on_error: skip"):
+        load_slices(spec, "train")
+    result = load_dataset({**spec, "on_error": "skip"}, "train")
+    assert result.files == 2 and [Path(p).name for p, _ in result.failed] == [paths[1].name]
+    assert "1 unreadable files skipped" in result.summary()
+    assert paths[1].name in caplog.text
+
+
+def test_div2k_folder_luminance_split_and_lr_ignored(tmp_path):
+    paths = make_div2k(tmp_path, count=6)
+    spec = {"kind": "images", "root": str(tmp_path)}
+    train = load_dataset(spec, "train")
+    val = load_dataset(spec, "val")
+    sources = [r.source for r in train.records + val.records]
+    assert sorted(sources) == sorted(str(p) for p in paths)  # no LR copies, nothing twice
+    assert len(val.images) == 1
+    _check_unit_slices(train.images + val.images, (40, 48))
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(val.records[0].source), dtype=np.float64)
+    expected = (rgb @ [0.299, 0.587, 0.114]) / 255.0
+    np.testing.assert_allclose(val.images[0], expected, atol=1e-5)
+
+
+def test_a_folder_of_own_scans_nifti_and_dicom(tmp_path):
+    write_nifti(tmp_path / "sub-01_T1w.nii.gz", real_volume(seed=1))
+    write_dicom_series(tmp_path / "sub-02" / "dicom", real_volume(seed=2), slope=1.0, intercept=0)
+    result = load_dataset({"kind": "volumes", "root": str(tmp_path)}, "all")
+    assert result.files == 2
+    _check_unit_slices(result.images, (24, 24))
+    assert len(result.images) + result.skipped_background == 20
+
+
+@pytest.fixture
+def small_offline(tmp_path, monkeypatch):
+    """Offline sources replaced by 20x20x130 real-MRI volumes (the real ones take a minute
+    to read on two cores); the slab rule under test is the real one."""
+    vol = real_volume((20, 20, 130)) + 1.0  # no black slices: every slice is counted
+    path = write_nifti(tmp_path / "offline.nii.gz", vol)
+    monkeypatch.setattr(offline, "locate", lambda name, search=None: path)
+    return vol
+
+
+def test_offline_train_never_sees_the_slab_or_its_guard(small_offline):
+    z0, z1 = offline.excluded_z("mni152")
+    assert (z0, z1) == (91, 111)
+    spec = {"kind": "offline", "names": ["mni152"], "axes": [0, 1, 2]}
+    train = load_dataset(spec, "train")
+    axial = [r.index for r in train.records if r.axis == 2]
+    assert sorted(axial) == list(range(0, 91)) + list(range(111, 130))
+    # sagittal/coronal slices come from the sub-volumes above and below, never across
+    other = [im.shape for im, r in zip(train.images, train.records, strict=True) if r.axis != 2]
+    assert sorted(set(other)) == [(20, 19), (20, 91)]
+    assert len(other) == 2 * 2 * 20
+    val = load_dataset(spec, "val")
+    slab = offline.HELD_OUT_SLABS["mni152_val"]
+    assert [r.index for r in val.records] == list(range(slab.z0, slab.z1))
+    assert all(r.axis == 2 for r in val.records)
+    bet = load_dataset({"kind": "offline", "names": ["colin27-bet"]}, "train")
+    z0, z1 = offline.excluded_z("colin27-bet")
+    assert not [r for r in bet.records if z0 <= r.index < z1]
+    with pytest.raises(ValueError, match="never trained on"):
+        load_slices({"kind": "offline", "names": ["inia19"]}, "train")
+
+
+def test_natural_images_from_the_scikit_image_wheel():
+    names = sorted(p.name for p in natural_image_folder().iterdir() if p.suffix in (".png", ".jpg"))
+    assert len(names) >= 10
+    val_names = split_items(names, 0.2, 0)
+    result = load_dataset({"kind": "natural"}, "val")
+    assert sorted(Path(r.source).name for r in result.records) == sorted(val_names)
+    _check_unit_slices(result.images)
+
+
+def test_bundled_samples_axial_slices():
+    result = load_dataset({"kind": "samples", "names": ["mni152_val", "colin27_val"]}, "train")
+    assert len(result.images) + result.skipped_background == 24
+    _check_unit_slices(result.images)
+    shapes = {im.shape for im in result.images}
+    assert shapes == {(149, 179), (181, 213)}
+
+
+def test_mostly_background_slices_are_skipped_and_counted(tmp_path):
+    vol = np.zeros((20, 20, 4), np.float32)
+    vol[:, :, 0] = real_volume((20, 20, 1))[..., 0] + 1  # full slice
+    vol[:2, :2, 1] = 5.0  # 1% non-zero: background
+    vol[:5, :5, 2] = 5.0  # 6.25%: kept
+    write_nifti(tmp_path / "v.nii.gz", vol)
+    result = load_dataset({"kind": "volumes", "root": str(tmp_path)}, "all")
+    assert [r.index for r in result.records] == [0, 2]
+    assert result.skipped_background == 2
+    strict = load_dataset({"kind": "volumes", "root": str(tmp_path), "min_foreground": 0.5}, "all")
+    assert [r.index for r in strict.records] == [0]
+
+
+@pytest.mark.parametrize(
+    "spec, split, message",
+    [
+        ({"kind": "hcp"}, "train", "kind 'hcp' is unknown"),
+        ({"kind": "natural", "root": "x"}, "train", "unknown keys root"),
+        ({"kind": "natural"}, "test", "split 'test'"),
+        ({"kind": "natural", "on_error": "ignore"}, "train", "on_error"),
+        ({"kind": "natural", "normalize": "zscore"}, "train", "normalize"),
+        ({"kind": "images", "root": "/nonexistent"}, "train", "not a folder"),
+    ],
+)
+def test_spec_errors(spec, split, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        load_slices(spec, split)
+
+
+def test_split_items_fraction_and_minimum():
+    names = [f"case{i:03d}" for i in range(100)]
+    assert len(split_items(names, 0.2)) == 20
+    assert len(split_items(names[:2], 0.2)) == 1
+    assert split_items(names, 0.0) == set()
+    assert split_items(names, 0.2, seed=1) != split_items(names, 0.2, seed=0)

@@ -105,6 +105,7 @@ def test_evaluate_writes_tables_and_figures(tmp_path, models, capsys):
     text = (out / "table.md").read_text()
     assert "data_range = 1.0" in text and "Table 1 layout at x2" in text
     assert "antialiased bicubic" in text and "Worst slice" in text
+    assert "Per source" not in text  # one volume only
 
     assert main(["report", str(out)]) == 0
     page = (out / "report.html").read_text()

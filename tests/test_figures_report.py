@@ -98,6 +98,21 @@ def test_figure_choices(image):
     assert figures._inset_corner((100, 100), (5, 70), 20) != [0.58, 0.58, 0.42, 0.42]
 
 
+def test_per_source_table():
+    rows = [
+        {"image": f"{src}:z00{k}", "method": m, "scale": Fraction(2), "region": "crop",
+         "psnr": p + k, "ssim": 0.5}
+        for src, p in (("a", 30.0), ("b", 20.0))
+        for m in ("Bicubic", "Meta")
+        for k in (0, 2)
+    ]  # fmt: skip
+    methods = [evaluation.bicubic_method(), evaluation.Method("Meta", None, 1)]
+    text = evaluation.by_source(rows, methods)
+    assert "| a | 31.00 / 0.5000 | 31.00 / 0.5000 |" in text
+    assert "| b | 21.00 / 0.5000 |" in text
+    assert evaluation.by_source([r for r in rows if r["image"].startswith("a")], methods) == ""
+
+
 def test_markdown_to_html_tables_lists_and_images():
     text = "# T\n\n- **bold** `code`\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![cap](x.png)\n"
     page = markdown_to_html(text, lambda src: "IMG:" + src)

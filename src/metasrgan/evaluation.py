@@ -616,6 +616,46 @@ def worst_cases(rows: Sequence[dict], methods: Sequence[Method], region: str = "
     return "\n".join(lines) + "\n" if any_row else ""
 
 
+def by_source(rows: Sequence[dict], methods: Sequence[Method], region: str = "crop") -> str:
+    """Markdown: mean PSNR / SSIM per source volume and method, over its slices and scales.
+
+    Slices of one volume are not independent samples; this shows whether one scan drives
+    the overall mean.  Empty when there is a single source.
+    """
+    sources = sorted({r["image"].split(":")[0] for r in rows})
+    if len(sources) < 2:
+        return ""
+    labels = [m.label for m in methods]
+    lines = [
+        f"## Per source volume ({REGION_TITLES[region]}): PSNR (dB) / SSIM, mean over slices "
+        "and scales",
+        "",
+        "Each method over the scales it runs at (a fixed-scale model: its own scale only).",
+        "",
+        "| source | " + " | ".join(labels) + " |",
+        "|---" * (len(labels) + 1) + "|",
+    ]
+    for src in sources:
+        cells = [src]
+        for lab in labels:
+            mine = [
+                r
+                for r in rows
+                if r["method"] == lab
+                and r["region"] == region
+                and r["image"].split(":")[0] == src
+                and math.isfinite(r["psnr"])
+            ]
+            if not mine:
+                cells.append("")
+                continue
+            p = np.mean([r["psnr"] for r in mine])
+            q = np.mean([r["ssim"] for r in mine])
+            cells.append(f"{p:.2f} / {q:.4f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(
     out_dir: str | os.PathLike,
     rows: Sequence[dict],
@@ -629,8 +669,8 @@ def write_tables(
     write_csv(out_dir / "per_image.csv", rows, ROW_COLUMNS)
     write_csv(out_dir / "table.csv", summary, SUMMARY_COLUMNS)
     text = markdown_table(summary, methods, info)
-    worst = worst_cases(rows, methods)
-    (out_dir / "table.md").write_text(text + ("\n" + worst if worst else ""))
+    extras = [t for t in (by_source(rows, methods), worst_cases(rows, methods)) if t]
+    (out_dir / "table.md").write_text("\n".join([text, *extras]))
     return summary
 
 

@@ -1,0 +1,131 @@
+"""The training patch sampler: exact-integer patch sizes, one scale per batch, crops (never
+resizes) of the real images, seeded and resumable, disjoint ranks."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from metasrgan.data.datasets import load_slices
+from metasrgan.data.degrade import degrade
+from metasrgan.data.patches import Augment, PatchSampler, exact_patch_sizes, parse_scales
+from metasrgan.scale import TRAINED_SCALES
+
+
+@pytest.fixture(scope="module")
+def images() -> list[np.ndarray]:
+    return load_slices({"kind": "samples", "names": ["mni152_val"], "crop": [64, 72]}, "train")
+
+
+@pytest.mark.parametrize("patch_size", [96, 48])
+def test_exact_patch_sizes_for_every_trained_scale(patch_size):
+    for scale in TRAINED_SCALES:
+        hr, lr = exact_patch_sizes(scale, patch_size)
+        assert Fraction(lr) * Fraction(str(scale)) == hr  # exact, no rounding anywhere
+        assert 0 < hr <= patch_size
+    assert exact_patch_sizes(2.0, 96) == (96, 48)  # the paper's x2: 48x48 LR
+    assert exact_patch_sizes(2.3, 96) == (92, 40)
+    with pytest.raises(ValueError, match="needs HR patches of at least 31"):
+        exact_patch_sizes(3.1, 30)
+
+
+def test_parse_scales():
+    assert parse_scales("1.1:4.0:0.1") == TRAINED_SCALES
+    assert parse_scales(2) == (2.0,) and parse_scales([1.5, 2]) == (1.5, 2.0)
+    with pytest.raises(ValueError):
+        parse_scales("4:1:0.1")
+
+
+def _locate(patch: np.ndarray, images: list[np.ndarray]) -> bool:
+    """True if ``patch`` is a crop of one of ``images`` under one of the 8 flips/rotations."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    side = patch.shape[0]
+    variants = [np.rot90(p, k) for p in (patch, patch[::-1]) for k in range(4)]
+    for image in images:
+        windows = sliding_window_view(image, (side, side))
+        if any((windows == v).all(axis=(-2, -1)).any() for v in variants):
+            return True
+    return False
+
+
+def test_batches_are_exact_crops_with_one_scale_and_matching_lr(images):
+    sampler = PatchSampler(images, batch_size=4, patch_size=48, seed=3)
+    seen = set()
+    for step in range(6):
+        batch = sampler.batch(step)
+        scale = batch["scale"]
+        seen.add(scale)
+        assert scale in TRAINED_SCALES
+        hr_side, lr_side = exact_patch_sizes(scale, 48)
+        assert batch["hr"].shape == (4, 1, hr_side, hr_side)
+        assert batch["lr"].shape == (4, 1, lr_side, lr_side)
+        expected = degrade(batch["hr"], (lr_side, lr_side), "bicubic").clamp(0, 1)
+        torch.testing.assert_close(batch["lr"], expected)
+        assert float(batch["hr"].min()) >= 0 and float(batch["hr"].max()) <= 1
+    assert len(seen) > 1
+    first = sampler.batch(1)["hr"][1, 0].numpy()
+    idx = sampler.image_indices(1)[1]
+    assert _locate(first, [images[idx]])  # a crop (with flips/rotation), never resized
+
+
+def test_seeded_resumable_and_different_per_seed(images):
+    a = PatchSampler(images, batch_size=2, patch_size=40, seed=0)
+    b = PatchSampler(images, batch_size=2, patch_size=40, seed=0)
+    c = PatchSampler(images, batch_size=2, patch_size=40, seed=1)
+    for step in (0, 5, 117):  # b jumps straight to the step: nothing to replay
+        x, y = a.batch(step), b.batch(step)
+        assert x["scale"] == y["scale"]
+        torch.testing.assert_close(x["hr"], y["hr"])
+    assert any(
+        a.batch(s)["scale"] != c.batch(s)["scale"]
+        or not torch.equal(a.batch(s)["hr"], c.batch(s)["hr"])
+        for s in range(3)
+    )
+
+
+def test_an_epoch_draws_each_image_patches_per_image_times(images):
+    sampler = PatchSampler(images, batch_size=4, patch_size=40, patches_per_image=16)
+    steps = sampler.epoch_length // 4
+    drawn = [i for s in range(steps) for i in sampler.image_indices(s)]
+    assert np.bincount(drawn, minlength=len(images)).tolist() == [16] * len(images)
+
+
+def test_ranks_read_disjoint_positions(images):
+    r0 = PatchSampler(images, batch_size=2, patch_size=40, rank=0, world_size=2)
+    r1 = PatchSampler(images, batch_size=2, patch_size=40, rank=1, world_size=2)
+    one = PatchSampler(images, batch_size=2, patch_size=40)
+    merged = [i for s in range(5) for i in r0.image_indices(s) + r1.image_indices(s)]
+    assert merged == [i for s in range(10) for i in one.image_indices(s)]
+
+
+def test_every_scale_is_drawn(images):
+    sampler = PatchSampler(images, batch_size=1, patch_size=40)
+    g_scales = set()
+    for step in range(400):
+        g = torch.Generator().manual_seed((sampler.seed * 7_919 + step) * 4_099)
+        g_scales.add(sampler.scales[int(torch.randint(len(sampler.scales), (1,), generator=g))])
+    assert g_scales == set(TRAINED_SCALES)
+    assert {sampler.batch(s)["scale"] for s in range(5)} <= g_scales
+
+
+def test_kspace_degradation_small_images_and_errors(images):
+    sampler = PatchSampler(images, batch_size=2, patch_size=40, degradation="kspace")
+    batch = sampler.batch(0)
+    _, lr_side = exact_patch_sizes(batch["scale"], 40)
+    assert batch["lr"].shape[-1] == lr_side
+    tiny = [np.random.default_rng(0).random((10, 12), dtype=np.float32)]
+    padded = PatchSampler(
+        tiny, batch_size=2, patch_size=20, scales=[2.0], augment=Augment(False, False)
+    )
+    hr = padded.batch(0)["hr"]
+    assert hr.shape == (2, 1, 20, 20) and float(hr[:, :, 10:, :].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="no training images"):
+        PatchSampler([])
+    with pytest.raises(ValueError, match="not 2D"):
+        PatchSampler([np.zeros((4, 4, 4), np.float32)])
+    with pytest.raises(ValueError, match="at least"):
+        PatchSampler(images, patch_size=20, scales=[3.1])

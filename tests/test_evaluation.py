@@ -261,3 +261,18 @@ def test_cli_errors_are_clear(tmp_path, models, capsys):
     assert main([*base, "--models", str(tmp_path / "nope.safetensors")]) == 2
     assert "not found" in capsys.readouterr().err
     assert main([*base, "--models", str(meta), "--scales", "1:2"]) == 2
+    if not torch.cuda.is_available():
+        assert main([*base, "--models", str(meta), "--device", "cuda"]) == 2
+        assert "CUDA" in capsys.readouterr().err
+
+
+def test_shipped_model_is_labelled_and_flagged_when_untrained(recwarn):
+    from metasrgan.inference import shipped_model_path
+
+    method = evaluation.load_method("shipped")
+    assert method.label.startswith("Meta-SRGAN (shipped)") and method.params > 500_000
+    assert method.fixed_scale is None
+    if shipped_model_path() is None:
+        assert "untrained" in method.label and method.notes
+    else:
+        assert not method.notes

@@ -1,0 +1,147 @@
+"""Data loading + patch sampling throughput on 2 CPU cores, against a CPU training step.
+
+Run: ``python benchmarks/bench_data.py [--subjects 2] [--steps 5]``.
+
+Measured in one run, on the same machine and threads:
+1. loading: BraTS-shaped volumes (240x240x155 int16 ``_t1ce.nii.gz``, made from the
+   bundled real MRI) read, normalised, sliced, background-tested and cropped to 192x192
+   by :func:`metasrgan.data.datasets.load_dataset`;
+2. sampling: :class:`metasrgan.data.patches.PatchSampler` batches (8 x 96x96 HR patches,
+   one scale per batch from 1.1..4.0, bicubic LR) from the loaded slices;
+3. training: one step of the paper generator (Meta-SRGAN, batch 8, random scale,
+   L1 + backward + Adam) on CPU.
+
+Printed as ratios: data samples/s over the samples/s a training step consumes.  A ratio
+above 1 means data loading is not the bottleneck.  Loading happens once per run (the
+slices stay in memory), so the "amortised" figure spreads it over one epoch of patches
+(16 per slice).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def make_brats_like(root: Path, subjects: int) -> None:
+    """``subjects`` BraTS 2021-style folders of 240x240x155 real-MRI volumes."""
+    import nibabel as nib
+
+    from metasrgan.samples_path import sample_path
+
+    slab = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)
+    for k in range(subjects):
+        vol = np.zeros((240, 240, 155), np.int16)
+        core = slab[:, :, np.arange(135) % slab.shape[2]][:181, :213]
+        vol[30 : 30 + core.shape[0], 13 : 13 + core.shape[1], 10:145] = core * 4 + k
+        folder = root / f"BraTS2021_{k:05d}"
+        folder.mkdir(parents=True)
+        img = nib.Nifti1Image(vol, np.diag([-1.0, -1.0, 1.0, 1.0]))
+        nib.save(img, str(folder / f"BraTS2021_{k:05d}_t1ce.nii.gz"))
+
+
+def bench_loading(root: Path) -> tuple[list[np.ndarray], float, int]:
+    from metasrgan.data.datasets import load_dataset
+
+    spec = {"kind": "brats", "root": str(root), "crop": [192, 192], "val_fraction": 0.0}
+    start = time.perf_counter()
+    result = load_dataset(spec, "train", progress=False)
+    return result.images, time.perf_counter() - start, result.files
+
+
+def bench_sampling(images: list[np.ndarray], steps: int) -> float:
+    """Seconds per batch of 8."""
+    from metasrgan.data.patches import PatchSampler
+
+    sampler = PatchSampler(images, batch_size=8, patch_size=96, seed=0)
+    sampler.batch(0)
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        sampler.batch(step)
+    return (time.perf_counter() - start) / steps
+
+
+def bench_training(images: list[np.ndarray], steps: int) -> float:
+    """Seconds per generator step (forward, L1, backward, Adam) at batch 8."""
+    from metasrgan.data.patches import PatchSampler
+    from metasrgan.registry import make
+
+    model = make({"name": "meta-srgan"}).train()
+    optim = torch.optim.Adam(model.parameters(), lr=1e-4)
+    sampler = PatchSampler(images, batch_size=8, patch_size=96, seed=1)
+    batches = [sampler.batch(s) for s in range(steps + 1)]
+    times = []
+    for i, batch in enumerate(batches):
+        start = time.perf_counter()
+        out = model(batch["lr"], batch["scale"], tuple(batch["hr"].shape[-2:]))
+        loss = torch.nn.functional.l1_loss(out, batch["hr"])
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        if i > 0:  # the first step pays one-off allocation costs
+            times.append(time.perf_counter() - start)
+    return float(np.mean(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", type=int, default=2)
+    parser.add_argument("--sample-steps", type=int, default=50)
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    random.seed(0)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        make_brats_like(Path(tmp), args.subjects)
+        images, load_s, files = bench_loading(Path(tmp))
+    per_batch = bench_sampling(images, args.sample_steps)
+    per_step = bench_training(images, args.train_steps)
+
+    train_rate = 8 / per_step
+    sample_rate = 8 / per_batch
+    load_rate = len(images) / load_s  # slices/s
+    epoch_patches = len(images) * 16
+    amortised = epoch_patches / (load_s + epoch_patches / sample_rate)
+    numbers = {
+        "threads": args.threads,
+        "volumes": files,
+        "slices": len(images),
+        "load_s": load_s,
+        "load_slices_per_s": load_rate,
+        "sampling_samples_per_s": sample_rate,
+        "amortised_samples_per_s": amortised,
+        "train_step_s": per_step,
+        "train_samples_per_s": train_rate,
+        "ratio_sampling_vs_training": sample_rate / train_rate,
+        "ratio_amortised_vs_training": amortised / train_rate,
+    }
+    if args.json:
+        print(json.dumps(numbers, indent=2))
+        return
+    print(f"threads: {args.threads}")
+    print(
+        f"loading:  {files} BraTS-shaped volumes -> {len(images)} slices (192x192 crop) in "
+        f"{load_s:.2f} s = {load_rate:.1f} slices/s"
+    )
+    print(f"sampling: {sample_rate:.0f} samples/s (batches of 8 x 96x96, bicubic LR)")
+    print(f"epoch incl. loading: {amortised:.0f} samples/s (16 patches per slice)")
+    print(f"training: {per_step:.3f} s per generator step at batch 8 = {train_rate:.1f} samples/s")
+    print(
+        f"ratio data/training: sampling {sample_rate / train_rate:.1f}x, "
+        f"with loading {amortised / train_rate:.1f}x (>1: data is not the bottleneck)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metasrgan.metrics import luminance, psnr, ssim
+from metasrgan.metrics import SSIM_RADIUS, luminance, psnr, ssim, ssim_map
 from metasrgan.scale import AxisScale, as_fraction
 
 DATA_RANGE = 1.0
@@ -360,19 +360,27 @@ def region_metrics(
     window: tuple[int, int, int, int],
     mask_threshold: float = 0.0,
 ) -> dict[str, tuple[float, float]]:
-    """``{region: (psnr, ssim)}`` for one image (``window`` in ``hr``'s coordinates)."""
+    """``{region: (psnr, ssim)}`` for one image (``window`` in ``hr``'s coordinates).
+
+    The whole-slice SSIM map is computed once and averaged twice (slice, brain); this is
+    exactly :func:`metasrgan.metrics.ssim` with and without the mask.
+    """
     t, left, h, w = window
+    crop = (slice(t, t + h), slice(left, left + w))
+    r = SSIM_RADIUS
+    interior = ssim_map(sr, hr, DATA_RANGE)[r:-r, r:-r]
     out = {
-        "crop": (
-            psnr(sr[t : t + h, left : left + w], hr[t : t + h, left : left + w], DATA_RANGE),
-            ssim(sr[t : t + h, left : left + w], hr[t : t + h, left : left + w], DATA_RANGE),
-        ),
-        "slice": (psnr(sr, hr, DATA_RANGE), ssim(sr, hr, DATA_RANGE)),
+        "crop": (psnr(sr[crop], hr[crop], DATA_RANGE), ssim(sr[crop], hr[crop], DATA_RANGE)),
+        "slice": (psnr(sr, hr, DATA_RANGE), float(interior.mean(dtype=np.float64))),
     }
     mask = hr > mask_threshold
-    try:
-        out["brain"] = (psnr(sr, hr, DATA_RANGE, mask), ssim(sr, hr, DATA_RANGE, mask))
-    except ValueError:  # no brain in the slice (or only at its border)
+    inside = mask[r:-r, r:-r]
+    if inside.any():
+        out["brain"] = (
+            psnr(sr, hr, DATA_RANGE, mask),
+            float(interior[inside].mean(dtype=np.float64)),
+        )
+    else:  # no brain in the slice (or only at its border)
         out["brain"] = (math.nan, math.nan)
     return out
 

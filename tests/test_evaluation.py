@@ -266,6 +266,17 @@ def test_cli_errors_are_clear(tmp_path, models, capsys):
         assert "CUDA" in capsys.readouterr().err
 
 
+def test_model_labels(models, tmp_path):
+    meta, _ = models
+    run_file = tmp_path / "run7" / "checkpoints" / "best.safetensors"
+    run_file.parent.mkdir(parents=True)
+    run_file.write_bytes(meta.read_bytes())
+    methods = [evaluation.bicubic_method()]
+    methods += [evaluation.load_method(str(p)) for p in (meta, run_file, meta)]
+    evaluation.unique_labels(methods)
+    assert [m.label for m in methods] == ["Bicubic", "tiny", "run7/best", "tiny (2)"]
+
+
 def test_shipped_model_is_labelled_and_flagged_when_untrained(recwarn):
     from metasrgan.inference import shipped_model_path
 

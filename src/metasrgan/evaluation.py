@@ -197,7 +197,10 @@ def load_method(source: str, device: torch.device | str = "cpu", label: str | No
 
 
 def _model_label(model: torch.nn.Module, path: Path) -> str:
+    """The file's stem; a run's ``checkpoints/best`` becomes ``<run>/best``."""
     stem = path.name.removesuffix(".safetensors")
+    if path.parent.name == "checkpoints" and path.parent.parent.name:
+        return f"{path.parent.parent.name}/{stem}"
     return stem
 
 

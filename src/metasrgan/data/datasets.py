@@ -246,8 +246,9 @@ def _add_volume(
     for axis in axes:
         if not 0 <= axis < volume.ndim:
             raise ValueError(f"{source}: axis {axis} does not exist in shape {volume.shape}")
-        for index in range(volume.shape[axis]):
-            image = np.take(volume, index, axis=axis)
+        stack = np.ascontiguousarray(np.moveaxis(volume, axis, 0))  # one copy, not per slice
+        for index in range(stack.shape[0]):
+            image = stack[index]
             first = offset if axis == 2 else 0
             _add_slice(out, spec, image, SliceRecord(source, axis, index + first))
 

@@ -29,12 +29,14 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.output)
     print(f"metasrgan demo: held-out slices of {DEMO_DATA} (real MRI never trained on)")
-    eval_args = argparse.Namespace(
-        models=[args.model], labels=None, data=DEMO_DATA, scales=args.scales, output=str(out),
-        degradation="bicubic", crop_size=(128, 128), mask_threshold=0.0, max_images=3,
-        batch_size=4, threads=None, device=args.device, figure_image=None,
-        figure_scales=args.scales, no_figures=False, no_progress=False, debug=args.debug,
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    eval_args = parser.parse_args(
+        ["--models", args.model, "--labels", "Meta-SRGAN", "--data", DEMO_DATA,
+         "--scales", args.scales, "--figure-scales", args.scales, "-o", str(out),
+         "--max-images", "3", "--batch-size", "4", "--device", args.device]
     )  # fmt: skip
+    eval_args.debug = args.debug
     code = evaluate.run(eval_args)
     if code == 0:
         print(

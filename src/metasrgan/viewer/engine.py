@@ -30,8 +30,8 @@ from metasrgan.scale import AxisScale, Scale2d
 
 MIN_SCALE = 1.0
 MAX_SCALE = 4.0
-MAX_DENOMINATOR = 20
-"""Scales are exact fractions ``p/q`` with ``q <= 20``: steps of at most 0.05."""
+MAX_DENOMINATOR = 10
+"""Scales are fractions ``p/q`` with ``q <= 10``: every trained scale (1.1, 1.2...) is exact."""
 
 
 def snap_scale(scale: float, max_denominator: int = MAX_DENOMINATOR) -> Fraction:

@@ -31,6 +31,10 @@ from importlib import resources
 from pathlib import Path
 
 import torch
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 from torch import nn
 
 from metasrgan.viewer import engine, images
@@ -206,13 +210,8 @@ def create_app(
     device: str = "cpu",
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     preload_sample: str | None = DEFAULT_SAMPLE,
-):
+) -> FastAPI:
     """The FastAPI app.  ``model`` (an already built network) overrides ``model_path``."""
-    from fastapi import FastAPI, Query, Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
-
     if model is None:
         model, info = load_model(model_path, device)
     else:

@@ -243,3 +243,11 @@ def test_find_images_sorted_series_once_hidden_skipped(tmp_path):
         tmp_path / "sub" / "a.nii.gz",
     ]
     assert find_images(tmp_path / "c.npy") == [tmp_path / "c.npy"]
+
+
+@pytest.mark.parametrize("cut", [400, -300])
+def test_a_truncated_file_inside_a_series_is_an_error_not_a_shorter_volume(tmp_path, cut):
+    paths = write_dicom_series(tmp_path / "s", real_volume((16, 16, 4)), shuffle=False)
+    paths[2].write_bytes(paths[2].read_bytes()[:cut])
+    with pytest.raises(ImageReadError, match="IM0002.dcm"):
+        read_image(tmp_path / "s")

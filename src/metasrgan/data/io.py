@@ -176,8 +176,7 @@ def _read_nifti(path: Path) -> MRImage:
 
     try:
         img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-        if data.dtype.kind == "c":
+        if np.dtype(img.get_data_dtype()).kind == "c":
             raise ImageReadError(f"{path}: complex-valued NIfTI; save the magnitude instead")
         array = np.asarray(img.get_fdata(dtype=np.float32), dtype=np.float32)
     except ImageReadError:
@@ -302,9 +301,11 @@ def _read_dicom_files(where: Path, files: list[Path]) -> MRImage:
     for f in files:
         ds = _dcmread(f)
         if "PixelData" not in ds:
+            if _should_have_pixels(ds):
+                raise ImageReadError(f"{f}: DICOM file without pixel data (truncated or corrupt?)")
             if len(files) == 1:
                 raise ImageReadError(f"{f}: DICOM file without pixel data (a DICOMDIR or report?)")
-            continue  # DICOMDIR and other non-image objects inside a series folder
+            continue  # a DICOMDIR, report or other non-image object beside the series
         datasets.append((f, ds))
     if not datasets:
         raise ImageReadError(f"{where}: no DICOM image in this folder has pixel data")
@@ -343,6 +344,20 @@ def _read_dicom_files(where: Path, files: list[Path]) -> MRImage:
         spacing=tuple(float(s) for s in spacing),
         source_dtype=None,
     )
+
+
+def _should_have_pixels(ds) -> bool:
+    """An image object (by SOP class or image attributes) or unparseable: its missing pixels
+    mean a truncated or corrupt file, not a DICOMDIR or report to step over."""
+    if "DirectoryRecordSequence" in ds:
+        return False
+    meta = getattr(ds, "file_meta", None)
+    sop = str(getattr(ds, "SOPClassUID", "") or getattr(meta, "MediaStorageSOPClassUID", ""))
+    if not sop:
+        return True
+    from pydicom.uid import UID
+
+    return "Rows" in ds or "Image Storage" in UID(sop).name
 
 
 def _dicom_pixels(path: Path, ds) -> np.ndarray:

@@ -21,6 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

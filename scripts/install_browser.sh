@@ -25,6 +25,10 @@ if [[ "$(id -u)" != "0" ]]; then
 fi
 echo "install_browser: installing Debian's chromium and chromium-driver with apt-get"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver
+if ! { $SUDO apt-get update -q && \
+        $SUDO apt-get install -y -q --no-install-recommends chromium chromium-driver; }; then
+    echo "install_browser: apt-get could not install chromium" \
+        "(the browser test skips locally and fails in CI without it)" >&2
+    exit 0
+fi
 echo "install_browser: installed $(/usr/bin/chromium --version 2>/dev/null || echo chromium)"

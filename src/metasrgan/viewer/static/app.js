@@ -245,8 +245,10 @@ function showResult(result, imgs, roundTripMs) {
     `(colours saturate at ${result.difference.display_range})`;
   const exact = Math.abs(result.scale_value - result.scale_requested) < 1e-9;
   const fraction = result.scale.replace(/\/1$/, "");
+  const exactly = fraction.includes("/") ? `${fraction} = ${result.scale_value.toFixed(3)}` :
+    `×${fraction}`;
   $("scale-used").textContent = exact ? (fraction.includes("/") ? `= ${fraction}` : "") :
-    `computed at ${fraction} = ${result.scale_value.toFixed(3)}`;
+    `computed at ${exactly}`;
   const cached = result.from_cache ? " (result cached)" : "";
   $("timings").innerHTML = `×${result.scale_value.toFixed(3)}: Meta-SRGAN ` +
     `<b id="time-metasrgan">${fmt(t.metasrgan)}</b>, bicubic <b id="time-bicubic">` +
@@ -255,7 +257,7 @@ function showResult(result, imgs, roundTripMs) {
 }
 
 function fmt(ms) {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
+  return `${ms.toFixed(ms < 10 ? 1 : 0)} ms`;
 }
 
 // ---------------------------------------------------------------- linked scrolling

@@ -281,6 +281,13 @@ def create_app(
             return error(413, too_big)
         name = Path(filename.replace("\\", "/")).name or "upload"
         suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), "")
+        if not suffix and "." in name.strip("."):  # no ending at all may still be DICOM
+            ending = name.rsplit(".", 1)[1][:16]
+            return error(
+                400,
+                f"{name}: unsupported file type '.{ending}'; the viewer reads "
+                f"{', '.join(SUFFIXES)} files (DICOM: one file per upload)",
+            )
         with tempfile.TemporaryDirectory(prefix="metasrgan-upload-") as tmp:
             path = Path(tmp) / f"upload{suffix}"  # never the client's name: no path tricks
             size = 0

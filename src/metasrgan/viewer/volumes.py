@@ -20,7 +20,10 @@ AXIS_NAMES = ("sagittal", "coronal", "axial")
 MAX_SLICE_SIDE = 1024
 """Larger slices are refused: at x4 they would make images of 16 million pixels."""
 MAX_VOXELS = 256 * 1024 * 1024
-SUFFIXES = (".nii.gz", ".nii", ".png", ".dcm")
+try:
+    from metasrgan.data.io import SUPPORTED_SUFFIXES as SUFFIXES
+except ImportError:  # older installs: the fallback reader's formats
+    SUFFIXES = (".nii", ".nii.gz", ".png")
 
 
 class ScanError(ValueError):
@@ -110,7 +113,11 @@ def load_volume(path: Path, vol_id: str | None = None, name: str | None = None, 
     except ScanError:
         raise
     except Exception as err:  # any reader failure becomes one clear message for the page
-        raise ScanError(f"{name}: could not read this file as an image ({err})") from err
+        # name the user's file, not the temporary copy the server parsed
+        detail = str(err).replace(f"{path}: ", "").replace(str(path), name)
+        if not isinstance(err, ValueError):
+            detail = f"could not read this file as an image ({type(err).__name__}: {detail})"
+        raise ScanError(f"{name}: {detail}") from err
     data = np.asarray(data, dtype=np.float32)
     if data.ndim == 4 and data.shape[3] == 1:
         data = data[..., 0]
@@ -149,14 +156,11 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[float, ...],
     """Array, affine (None for plain images), spacing and notes, via the project's reader."""
     try:
         from metasrgan.data.io import read_image
-    except ImportError:
+    except ImportError:  # older installs: NIfTI and PNG only
         return _read_fallback(path)
-    image = read_image(path)
-    affine = getattr(image, "affine", None)
-    if np.asarray(image.array).ndim == 2:
-        affine = None
-    spacing = tuple(float(s) for s in (getattr(image, "spacing", None) or ()))
-    return np.asarray(image.array), affine, spacing, []
+    image = read_image(path, allow_4d=True)
+    affine = image.affine if image.array.ndim >= 3 else None
+    return image.array, affine, tuple(float(s) for s in image.spacing), []
 
 
 def _read_fallback(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[float, ...], list]:

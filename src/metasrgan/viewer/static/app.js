@@ -61,6 +61,7 @@ async function init() {
     $("untrained").textContent = model.warning;
     $("untrained").hidden = false;
   }
+  $("upload").accept = [...state.info.limits.formats, ".gz"].join(",");
   const select = $("volume");
   for (const name of state.info.samples) {
     select.add(new Option(`${name} (bundled sample)`, `sample:${name}`));

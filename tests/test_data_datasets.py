@@ -175,6 +175,8 @@ def test_mostly_background_slices_are_skipped_and_counted(tmp_path):
         ({"kind": "natural", "on_error": "ignore"}, "train", "on_error"),
         ({"kind": "natural", "normalize": "zscore"}, "train", "normalize"),
         ({"kind": "images", "root": "/nonexistent"}, "train", "not a folder"),
+        ({"kind": "natural", "crop": [96]}, "train", "crop must be"),
+        ({"kind": "natural", "val_fraction": 1.5}, "train", "val_fraction"),
     ],
 )
 def test_spec_errors(spec, split, message):

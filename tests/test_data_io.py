@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -96,10 +97,13 @@ def test_dicom_series_is_sorted_rescaled_and_placed(tmp_path):
 
 
 def test_pydicom_sample_file_reads_as_2d(tmp_path):
+    import pydicom
     from pydicom import dcmread
-    from pydicom.data import get_testdata_file
 
-    path = get_testdata_file("MR_small.dcm")
+    # the file bundled in pydicom's wheel (get_testdata_file would try to download others)
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"
+    if not path.is_file():
+        pytest.skip("pydicom's bundled MR_small.dcm is missing")
     ds = dcmread(path)
     image = read_image(path)
     expected = ds.pixel_array.T * float(getattr(ds, "RescaleSlope", 1)) + float(
@@ -251,3 +255,24 @@ def test_a_truncated_file_inside_a_series_is_an_error_not_a_shorter_volume(tmp_p
     paths[2].write_bytes(paths[2].read_bytes()[:cut])
     with pytest.raises(ImageReadError, match="IM0002.dcm"):
         read_image(tmp_path / "s")
+
+
+def test_non_image_objects_beside_a_series_are_stepped_over(tmp_path):
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    vol = real_volume((8, 8, 3))
+    write_dicom_series(tmp_path / "s", vol, slope=1.0, intercept=0.0)
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"  # Basic Text SR
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    report = FileDataset(
+        str(tmp_path / "s" / "report.dcm"), {}, file_meta=meta, preamble=b"\0" * 128
+    )
+    report.SOPClassUID = meta.MediaStorageSOPClassUID
+    report.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    report.SeriesInstanceUID = generate_uid()
+    report.Modality = "SR"
+    report.save_as(str(tmp_path / "s" / "report.dcm"), enforce_file_format=True)
+    np.testing.assert_allclose(read_image(tmp_path / "s").array, vol)

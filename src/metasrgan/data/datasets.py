@@ -127,20 +127,10 @@ def load_dataset(source_spec: dict[str, Any], split: str, progress: bool = True)
     """Like :func:`load_slices`, also returning where each slice came from and what was
     skipped.  The summary is logged at INFO and every skipped file at WARNING."""
     spec = dict(source_spec)
-    kind = spec.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"data source kind {kind!r} is unknown; choose from {', '.join(KINDS)}")
+    check_spec(spec)
+    kind = spec["kind"]
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is unknown; choose from {', '.join(SPLITS)}")
-    unknown = set(spec) - COMMON_KEYS - KIND_KEYS[kind]
-    if unknown:
-        raise ValueError(f"{kind} data source: unknown keys {', '.join(sorted(unknown))}")
-    if spec.get("on_error", "stop") not in ("stop", "skip"):
-        raise ValueError(f"on_error must be 'stop' or 'skip', got {spec['on_error']!r}")
-    if spec.get("normalize", "percentile") not in NORMALIZATIONS:
-        raise ValueError(
-            f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {spec['normalize']!r}"
-        )
     out = SliceSet(kind=kind, split=split)
     loader = globals()[f"_load_{kind}"]
     loader(spec, split, out, progress)
@@ -151,6 +141,29 @@ def load_dataset(source_spec: dict[str, Any], split: str, progress: bool = True)
         )
     log.info(out.summary())
     return out
+
+
+def check_spec(spec: dict[str, Any]) -> None:
+    """Raise ValueError for an unknown kind, key or option value (no file is read)."""
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"data source kind {kind!r} is unknown; choose from {', '.join(KINDS)}")
+    unknown = set(spec) - COMMON_KEYS - KIND_KEYS[kind]
+    if unknown:
+        raise ValueError(f"{kind} data source: unknown keys {', '.join(sorted(unknown))}")
+    if spec.get("on_error", "stop") not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', got {spec['on_error']!r}")
+    if spec.get("normalize", "percentile") not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {spec['normalize']!r}"
+        )
+    size = spec.get("crop")
+    if size is not None and (
+        not isinstance(size, (list, tuple)) or len(size) != 2 or min(int(v) for v in size) < 1
+    ):
+        raise ValueError(f"crop must be [height, width] in pixels, got {size!r}")
+    if not 0.0 <= float(spec.get("val_fraction", 0.2)) <= 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1], got {spec['val_fraction']!r}")
 
 
 def _describe(spec: dict[str, Any]) -> str:

@@ -8,7 +8,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from fixtures.mri_layouts import real_volume, write_dicom_series, write_nifti
+from fixtures.mri_layouts import (
+    real_volume,
+    write_dicom_series,
+    write_enhanced_dicom,
+    write_nifti,
+)
 
 from metasrgan.data.io import (
     ImageReadError,
@@ -276,3 +281,13 @@ def test_non_image_objects_beside_a_series_are_stepped_over(tmp_path):
     report.Modality = "SR"
     report.save_as(str(tmp_path / "s" / "report.dcm"), enforce_file_format=True)
     np.testing.assert_allclose(read_image(tmp_path / "s").array, vol)
+
+
+def test_enhanced_multiframe_dicom_matches_the_same_series(tmp_path):
+    vol = real_volume((12, 16, 5)) * 2.0 - 5.0
+    write_dicom_series(tmp_path / "series", vol)
+    enhanced = write_enhanced_dicom(tmp_path / "enhanced.dcm", vol)
+    a, b = read_image(tmp_path / "series"), read_image(enhanced)
+    np.testing.assert_allclose(b.array, vol)
+    np.testing.assert_allclose(b.affine, a.affine, atol=1e-9)
+    assert b.spacing == pytest.approx(a.spacing)

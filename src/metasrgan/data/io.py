@@ -316,12 +316,16 @@ def _read_dicom_files(where: Path, files: list[Path]) -> MRImage:
             f"{where}: the folder mixes {len(series)} DICOM series; give one series per folder "
             f"(SeriesInstanceUIDs: {uids})"
         )
-    if len(datasets) == 1 and int(getattr(datasets[0][1], "NumberOfFrames", 1) or 1) > 1:
+    multi = [f for f, ds in datasets if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1]
+    if multi and len(datasets) > 1:
         raise ImageReadError(
-            f"{datasets[0][0]}: multi-frame (enhanced) DICOM is not supported; convert it to "
-            "NIfTI first (e.g. dcm2niix)"
+            f"{where}: multi-frame DICOM ({multi[0].name}) beside other images; give the "
+            "multi-frame file on its own"
         )
-    slices = [(f, ds, _dicom_pixels(f, ds)) for f, ds in datasets]
+    if multi:
+        slices = _multiframe_slices(*datasets[0])
+    else:
+        slices = [(f, ds, _dicom_pixels(f, ds)) for f, ds in datasets]
     shapes = {s[2].shape for s in slices}
     if len(shapes) > 1:
         raise ImageReadError(f"{where}: slices of different sizes in one series: {sorted(shapes)}")
@@ -344,6 +348,55 @@ def _read_dicom_files(where: Path, files: list[Path]) -> MRImage:
         spacing=tuple(float(s) for s in spacing),
         source_dtype=None,
     )
+
+
+def _multiframe_slices(path: Path, ds) -> list[tuple[str, object, np.ndarray]]:
+    """The frames of an enhanced (multi-frame) file as slices with their own geometry,
+    read from the per-frame and shared functional groups."""
+    from types import SimpleNamespace
+
+    n = int(ds.NumberOfFrames)
+    try:
+        frames = np.asarray(ds.pixel_array)
+    except Exception as err:
+        raise ImageReadError(f"{path}: cannot decode the multi-frame pixel data: {err}") from None
+    if frames.ndim == 2 and n == 1:
+        frames = frames[None]
+    if frames.ndim != 3 or frames.shape[0] != n:
+        raise ImageReadError(
+            f"{path}: expected {n} grayscale frames, got pixel data of shape {frames.shape}"
+        )
+    shared_seq = getattr(ds, "SharedFunctionalGroupsSequence", None)
+    shared = shared_seq[0] if shared_seq else None
+    per_frame = getattr(ds, "PerFrameFunctionalGroupsSequence", None) or []
+
+    def find(i: int, sequence: str, key: str):
+        for group in (per_frame[i] if i < len(per_frame) else None, shared):
+            items = getattr(group, sequence, None) if group is not None else None
+            if items and key in items[0]:
+                return getattr(items[0], key)
+        return getattr(ds, key, None)
+
+    monochrome1 = str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1"
+    slices = []
+    for i in range(n):
+        frame = SimpleNamespace(InstanceNumber=i + 1)
+        for sequence, key in (
+            ("PlaneOrientationSequence", "ImageOrientationPatient"),
+            ("PlanePositionSequence", "ImagePositionPatient"),
+            ("PixelMeasuresSequence", "PixelSpacing"),
+            ("PixelMeasuresSequence", "SliceThickness"),
+        ):
+            value = find(i, sequence, key)
+            if value is not None:
+                setattr(frame, key, value)
+        slope = float(find(i, "PixelValueTransformationSequence", "RescaleSlope") or 1.0)
+        intercept = float(find(i, "PixelValueTransformationSequence", "RescaleIntercept") or 0.0)
+        pixels = frames[i].astype(np.float64) * slope + intercept
+        if monochrome1:
+            pixels = pixels.max() + pixels.min() - pixels
+        slices.append((f"{path} frame {i + 1}", frame, pixels.astype(np.float32)))
+    return slices
 
 
 def _should_have_pixels(ds) -> bool:

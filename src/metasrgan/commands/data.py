@@ -92,7 +92,7 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")  # summaries are printed
     if args.action == "prepare":
         return prepare(args)
     if args.action == "stats":

@@ -190,3 +190,21 @@ def test_split_items_fraction_and_minimum():
     assert len(split_items(names[:2], 0.2)) == 1
     assert split_items(names, 0.0) == set()
     assert split_items(names, 0.2, seed=1) != split_items(names, 0.2, seed=0)
+
+
+def test_normalizations(tmp_path):
+    from metasrgan.data.datasets import normalize_volume
+    from metasrgan.intensity import IntensityMap
+
+    vol = real_volume() * 3.0 + 7.0
+    fitted = IntensityMap.fit(vol)
+    np.testing.assert_allclose(normalize_volume(vol, "percentile"), fitted.apply(vol))
+    lo, hi = vol.min(), vol.max()
+    np.testing.assert_allclose(normalize_volume(vol, "minmax"), (vol - lo) / (hi - lo), rtol=1e-6)
+    np.testing.assert_allclose(normalize_volume(vol, "range", "uint16"), vol / 65535, rtol=1e-6)
+    np.testing.assert_allclose(normalize_volume(vol, "range", "float32"), (vol - lo) / (hi - lo))
+    with pytest.raises(ValueError, match="normalize: none needs values in"):
+        normalize_volume(vol, "none")
+    write_nifti(tmp_path / "v.nii.gz", vol)
+    images = load_slices({"kind": "volumes", "root": str(tmp_path), "normalize": "minmax"}, "all")
+    assert max(float(im.max()) for im in images) == pytest.approx(1.0)

@@ -4,11 +4,13 @@ Two things make a slider feel real-time on a CPU:
 
 - The feature extractor (most of the model's cost) does not depend on the scale, so its
   output is cached per slice: moving the zoom slider only re-runs the Meta-Upscale Module.
-- The upscaler here computes the same function as :meth:`MetaUpscale.forward` with the ideal
-  number of multiply-adds.  Output pixels whose source rows share ``r0 mod q_h`` (and
-  columns ``c0 mod q_w``) read the same strided lattice of input pixels, so each such group
-  of phases is one ``stride=(q_h, q_w)`` convolution with all its phases' kernels; a final
-  gather puts every output pixel in place.  At most ``q_h * q_w`` convolutions run.
+- The upscaler here (:func:`lattice_upscale`) computes the same function as
+  :meth:`MetaUpscale.forward` with the ideal number of multiply-adds.  Output pixels whose
+  source rows share ``r0 mod q_h`` (and columns ``c0 mod q_w``) read the same strided
+  lattice of input pixels, so each such group of phases is one ``stride=(q_h, q_w)``
+  convolution with all its phases' kernels; a final gather puts every output pixel in
+  place.  At most ``q_h * q_w`` convolutions run: fastest for short periods (integer and
+  half scales); see :func:`upscale_features` for longer ones.
 
 Requested scales are snapped to the nearest fraction with a denominator of at most
 :data:`MAX_DENOMINATOR` (the cost of predicting kernels grows with the numerator squared);
@@ -99,6 +101,19 @@ def lattice_upscale(module: nn.Module, feats: torch.Tensor, scale: Scale2d) -> t
     return out.permute(2, 3, 0, 1).contiguous()
 
 
+def upscale_features(module: nn.Module, feats: torch.Tensor, scale: Scale2d) -> torch.Tensor:
+    """The fastest exact Meta-Upscale here: the lattice for short periods, else the module's.
+
+    With ``q_h * q_w <= 4`` the lattice runs a few large convolutions.  For longer periods a
+    module with the batched offset-group path (``MetaUpscale._forward_offset_groups``) beats
+    many small convolutions; older modules waste ``q_w`` times the work, so the lattice
+    stays in charge for them.
+    """
+    if scale.h.q * scale.w.q > 4 and hasattr(module, "_forward_offset_groups"):
+        return module(feats, scale)
+    return lattice_upscale(module, feats, scale)
+
+
 def _lattice_index(start: int, n: int, q: int, k: int) -> torch.Tensor:
     """Padded indices of the ``k`` neighbours of input pixels ``start, start + q, ...``."""
     count = -(-(n - start) // q)
@@ -121,7 +136,7 @@ def upscale_from_features(
     from metasrgan.models import bicubic_resize
 
     out_shape = scale.out_shape(*x.shape[-2:])
-    y = lattice_upscale(model.upscale, feats, scale)
+    y = upscale_features(model.upscale, feats, scale)
     if model.skip == "bicubic":
         y = bicubic_resize(x, out_shape) + y * model.normalization.std
     else:

@@ -16,6 +16,7 @@ from metasrgan.train.config import (
 from metasrgan.train.loop import new_run_dir
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SAMPLES = [{"kind": "samples"}]
 
 
 def minimal(**changes) -> dict:
@@ -53,14 +54,14 @@ def test_paper_config_has_the_papers_numbers():
     [
         ({"learning_rate": 1}, "config: unknown key(s) learning_rate"),
         ({"loss": {"l1": 1.0, "adverserial": 0.1}}, "loss: unknown key(s) adverserial"),
-        ({"stages": [{"name": "a", "steps": 1, "data": [{}], "lr": 1}]}, "stages[0]: unknown"),
+        ({"stages": [{"name": "a", "steps": 1, "data": SAMPLES, "lr": 1}]}, "stages[0]: unknown"),
         ({"batch_size": "eight"}, "batch_size: expected an integer, got 'eight'"),
         ({"batch_size": 8.5}, "batch_size: expected an integer"),
         ({"amp": "yes"}, "amp: expected true/false"),
         ({"optim": {"lr": "fast"}}, "optim.lr: expected a number"),
         ({"optim": {"betas": [0.9]}}, "optim.betas: expected a list of 2 values"),
         ({"scales": {"a": 1}}, "scales: expected a string or a number or a list"),
-        ({"stages": [{"name": "a", "steps": "ten", "data": [{}]}]}, "stages[0].steps: expected"),
+        ({"stages": [{"name": "a", "steps": "ten", "data": SAMPLES}]}, "stages[0].steps: expected"),
         ({"batch_size": 0}, "batch_size: must be positive, got 0"),
         ({"checkpoint_every": 0}, "checkpoint_every: must be positive"),
         ({"log_every": -1}, "log_every: must be positive"),
@@ -81,17 +82,26 @@ def test_paper_config_has_the_papers_numbers():
         (
             {
                 "stages": [
-                    {"name": "a", "steps": 1, "data": [{}]},
-                    {"name": "a", "steps": 1, "data": [{}]},
+                    {"name": "a", "steps": 1, "data": SAMPLES},
+                    {"name": "a", "steps": 1, "data": SAMPLES},
                 ]
             },
             "stages[1].name: 'a' must be unique",
         ),
-        ({"stages": [{"name": "a/b", "steps": 1, "data": [{}]}]}, "stages[0].name: 'a/b'"),
+        ({"stages": [{"name": "a/b", "steps": 1, "data": SAMPLES}]}, "stages[0].name: 'a/b'"),
         ({"stages": [{"name": "a", "steps": 1, "data": []}]}, "stages[0].data: no data sources"),
         ({"stages": []}, "stages: at least one stage is needed"),
         (
-            {"stages": [{"name": "a", "steps": 1, "data": [{}], "loss": {"perceptual": -1}}]},
+            {"stages": [{"name": "a", "steps": 1, "data": [{"kind": "div2k"}]}]},
+            "stages[0].data[0].kind: 'div2k' is not one of",
+        ),
+        (
+            {"stages": [{"name": "a", "steps": 1, "data": [{"kind": "brats", "rot": "x"}]}]},
+            "stages[0].data[0]: unknown key(s) rot for kind brats; allowed:",
+        ),
+        ({"val_data": [{"kind": "samples", "nmes": []}]}, "val_data[0]: unknown key(s) nmes"),
+        (
+            {"stages": [{"name": "a", "steps": 1, "data": SAMPLES, "loss": {"perceptual": -1}}]},
             "stages[0].loss.perceptual: must be >= 0",
         ),
     ],
@@ -112,7 +122,7 @@ def test_missing_keys_are_named(missing, message):
     del data[missing]
     with pytest.raises(ConfigError, match=message):
         config_from_dict(data)
-    data = minimal(stages=[{"name": "a", "data": [{}]}])
+    data = minimal(stages=[{"name": "a", "data": SAMPLES}])
     with pytest.raises(ConfigError, match=r"stages\[0\]\.steps: required key is missing"):
         config_from_dict(data)
 

@@ -205,6 +205,23 @@ def _check_spec(spec: Any, key: str) -> None:
         raise ConfigError(f"{key}.args: expected a mapping, got {spec['args']!r}")
 
 
+def _check_sources(sources: list[dict[str, Any]], key: str) -> None:
+    """Data source specs: a known ``kind`` and only its keys (the files are read later)."""
+    from metasrgan.data.datasets import COMMON_KEYS, KIND_KEYS, KINDS
+
+    for i, spec in enumerate(sources):
+        where = f"{key}[{i}]"
+        kind = spec.get("kind")
+        if kind not in KINDS:
+            raise ConfigError(f"{where}.kind: {kind!r} is not one of {', '.join(KINDS)}")
+        unknown = sorted(set(spec) - COMMON_KEYS - KIND_KEYS[kind])
+        if unknown:
+            allowed = ", ".join(sorted(COMMON_KEYS | KIND_KEYS[kind]))
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(unknown)} for kind {kind}; allowed: {allowed}"
+            )
+
+
 def _validate(cfg: TrainConfig) -> None:
     from metasrgan.data.degrade import DEGRADATIONS
     from metasrgan.data.patches import exact_patch_sizes, parse_scales
@@ -262,6 +279,7 @@ def _validate(cfg: TrainConfig) -> None:
         positive(stage.steps, f"{key}.steps")
         if not stage.data:
             raise ConfigError(f"{key}.data: no data sources")
+        _check_sources(stage.data, f"{key}.data")
         if stage.loss is not None:
             check_loss(stage.loss, f"{key}.loss")
         if stage.augment is not None:
@@ -285,6 +303,7 @@ def _validate(cfg: TrainConfig) -> None:
             exact_patch_sizes(s, cfg.patch_size)
     except ValueError as err:
         raise ConfigError(f"scales: {err}") from None
+    _check_sources(cfg.val_data, "val_data")
     for i, s in enumerate(cfg.val_scales):
         try:
             as_fraction(s)

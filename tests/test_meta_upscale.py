@@ -9,6 +9,15 @@ from metasrgan.scale import TRAINED_SCALES
 PAIRS = [(1.5, 3.2), (4.0, 1.1), (2.3, 3.7), (1.0, 2.5), (3.0, 2.0)]
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # many small operations: one thread avoids OpenMP waits on this shared 2-core machine
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def module():
     torch.manual_seed(0)
@@ -67,3 +76,39 @@ def test_pixels_land_where_the_integer_rule_says():
         rows = [(i * int(s * 10)) for i in range(h)]
         expected_r = torch.tensor([(i * 10) // int(s * 10) for i in range(h)])
         assert torch.equal(y[:, 0].long(), expected_r * 30), (s, rows[:3])
+
+
+@pytest.mark.parametrize("scale", [2.37, (1.13, 2.41), 1.001])
+def test_long_periods_equal_reference(module, scale):
+    """Scales off the trained grid (q = 100, 1000) stay exact."""
+    x = torch.randn(1, 64, 9, 12) * 0.5
+    torch.testing.assert_close(
+        module(x, scale), module.forward_reference(x, scale), atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("scale", [2.0, 2.5, 3.7, (2.3, 1.5)])
+def test_channels_last_input_and_small_chunks(module, monkeypatch, scale):
+    """Both paths accept channels-last features; patch chunking does not change results."""
+    import metasrgan.models.meta_upscale as mu
+
+    x = torch.randn(2, 64, 15, 14) * 0.5
+    ref = module.forward_reference(x, scale)
+    torch.testing.assert_close(
+        module(x.to(memory_format=torch.channels_last), scale), ref, atol=1e-5, rtol=1e-5
+    )
+    monkeypatch.setattr(mu, "PATCH_CHUNK_BYTES", 1)  # one row of period blocks at a time
+    torch.testing.assert_close(module(x, scale), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_offset_groups_partition_the_phases():
+    from metasrgan.models.meta_upscale import _offset_groups
+    from metasrgan.scale import AxisScale
+
+    for p, q in [(23, 10), (37, 10), (11, 10), (2, 1), (237, 100), (5, 5)]:
+        axis = AxisScale(p, q)
+        groups = _offset_groups(axis)
+        assert len(groups) == q and groups[0][0] == 0 and groups[-1][1] == p
+        for r0, (lo, hi) in enumerate(groups):
+            assert hi > lo or p < q
+            assert all(axis.phase_start(a) == r0 for a in range(lo, hi))

@@ -22,6 +22,15 @@ from torch import nn
 
 from metasrgan.scale import AxisScale, Scale2d
 
+ROW_PHASE_MAX_Q = 2
+"""Column periods ``q_w`` up to this use row-phase convolutions, longer ones offset groups."""
+
+KERNELS_AT_ONCE = 4096
+"""Phase pairs predicted in one call; longer periods predict one row group at a time."""
+
+PATCH_CHUNK_BYTES = 16 << 20
+"""Largest block of gathered 3x3 patches held at once by the offset-group path."""
+
 
 class WeightPrediction(nn.Module):
     """FC 3->hidden, ReLU, FC hidden->out*in*k*k (the paper: 3->256->576)."""
@@ -60,10 +69,17 @@ class MetaUpscale(nn.Module):
         self.weight_prediction = WeightPrediction(in_features, out_channels, kernel_size, hidden)
 
     # ------------------------------------------------------------------ shared pieces
-    def _phase_kernels(self, scale: Scale2d, ref: torch.Tensor) -> torch.Tensor:
-        """Predicted kernels for every (row phase, column phase): ``[p_h, p_w, O, C, k, k]``."""
-        off_h = torch.tensor(scale.h.phase_offsets(), dtype=ref.dtype, device=ref.device)
-        off_w = torch.tensor(scale.w.phase_offsets(), dtype=ref.dtype, device=ref.device)
+    def _phase_kernels(
+        self,
+        scale: Scale2d,
+        ref: torch.Tensor,
+        rows: slice = slice(None),
+        cols: slice = slice(None),
+    ) -> torch.Tensor:
+        """Predicted kernels for every (row phase, column phase): ``[p_h, p_w, O, C, k, k]``
+        (only the phases ``rows`` x ``cols`` when given: long periods need not all of them)."""
+        off_h = torch.tensor(scale.h.phase_offsets()[rows], dtype=ref.dtype, device=ref.device)
+        off_w = torch.tensor(scale.w.phase_offsets()[cols], dtype=ref.dtype, device=ref.device)
         ph, pw = off_h.numel(), off_w.numel()
         pos = torch.stack(
             [
@@ -92,13 +108,21 @@ class MetaUpscale(nn.Module):
         """
         self._check(x)
         scale = Scale2d.of(scale)
+        out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
+        if scale.w.q <= ROW_PHASE_MAX_Q:
+            return self._forward_row_phases(x, scale, out_shape)
+        return self._forward_offset_groups(x, scale, out_shape)
+
+    def _forward_row_phases(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
+        """One row-strided convolution per row phase with all ``p_w`` kernels, then a column
+        gather: ``q_w`` times the ideal work, few large calls (best when ``q_w`` is 1 or 2)."""
         height, width = x.shape[-2:]
-        h_out, w_out = out_shape or scale.out_shape(height, width)
+        h_out, w_out = out_shape
+        k = self.kernel_size
+        pad = k // 2
         kernels = self._phase_kernels(scale, x)
-        pad = self.kernel_size // 2
         xp = F.pad(x, (pad, pad, pad, pad))
         col_phase, col_src = _axis_plan(scale.w, w_out, x.device)
-        k = self.kernel_size
         out = x.new_empty(x.shape[0], self.out_channels, h_out, w_out)
         for a in range(scale.h.p):
             n_rows = scale.h.phase_count(a, h_out)
@@ -109,11 +133,85 @@ class MetaUpscale(nn.Module):
             # kernels of this row phase for every column phase: [p_w * O, C, k, k]
             weight = kernels[a].reshape(-1, self.in_features, k, k)
             y = F.conv2d(rows, weight, stride=(scale.h.q, 1))  # [B, p_w*O, n_rows, W]
-            y = y.view(x.shape[0], scale.w.p, self.out_channels, n_rows, width)
+            y = y.reshape(x.shape[0], scale.w.p, self.out_channels, n_rows, width)
             # column j reads phase col_phase[j] at input column col_src[j]
             y = y[:, col_phase, :, :, col_src]  # [W_out, B, O, n_rows] (advanced indexing)
             out[:, :, a :: scale.h.p] = y.permute(1, 2, 3, 0)
         return out
+
+    def _forward_offset_groups(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
+        """The ideal work (one 3x3 dot product per output pixel and channel) in few calls.
+
+        Output pixel ``(a + K*p_h, b + M*p_w)`` reads input pixel
+        ``(r0 + K*q_h, c0 + M*q_w)`` with ``r0 = floor(a*q_h/p_h) < q_h`` (same for columns).
+        So the input pixels with offsets ``(r0, c0)`` are read only by the phases
+        ``a in A(r0)``, ``b in B(c0)`` (contiguous ranges of about ``s`` phases each).  For
+        each ``r0`` (and chunk of rows ``K``), the 3x3 patches of all ``q_w`` column offsets
+        are gathered channels-last (a strided view, one copy) and multiplied by their own
+        phases' kernels in one batched matmul; column offsets with fewer phases than the
+        largest are padded with a repeated phase whose result is dropped.  Memory is the
+        output plus one bounded chunk of patches.
+        """
+        batch, channels, height, width = x.shape
+        h_out, w_out = out_shape
+        sh, sw = scale.h, scale.w
+        k, n_out = self.kernel_size, self.out_channels
+        n_in = channels * k * k
+        pad = k // 2
+        n_kh, n_kw = -(-h_out // sh.p), -(-w_out // sw.p)  # period blocks per axis
+        # zero rows/columns beyond the image so that the last (partial) blocks can be read
+        extra_h = max((sh.q - 1) + (n_kh - 1) * sh.q + k - height - pad, pad)
+        extra_w = max((sw.q - 1) + (n_kw - 1) * sw.q + k - width - pad, pad)
+        xl = F.pad(x, (pad, extra_w, pad, extra_h)).permute(0, 2, 3, 1).contiguous()
+        hp, wp = xl.shape[1:3]
+        # only the offsets whose phases exist in the output (all, unless H_out < p_h)
+        row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
+        col_groups = [g for g in _offset_groups(sw) if g[0] < w_out]
+        a_lim, b_lim, n_cw = row_groups[-1][1], col_groups[-1][1], len(col_groups)
+        b_max = max(hi - lo for lo, hi in col_groups)
+        # [n_cw, b_max]: the phase computed in each padded slot; where each real phase lands
+        slot_phase = torch.tensor(
+            [[min(lo + j, hi - 1) for j in range(b_max)] for lo, hi in col_groups],
+            device=x.device,
+        )
+        slot_of_phase = torch.tensor(
+            [
+                c0 * b_max + (b - lo)
+                for c0, (lo, hi) in enumerate(col_groups)
+                for b in range(lo, hi)
+            ],
+            device=x.device,
+        )
+        # one weight prediction for all phases, unless the period is long (then per row group)
+        all_kernels = None
+        if a_lim * b_lim <= KERNELS_AT_ONCE:
+            all_kernels = self._phase_kernels(scale, x, slice(0, a_lim), slice(0, b_lim))
+        out = x.new_empty(batch, n_out, n_kh, a_lim, n_kw, b_lim)
+        row_bytes = batch * n_kw * n_cw * n_in * x.element_size()
+        rows_per_chunk = max(1, PATCH_CHUNK_BYTES // row_bytes)
+        for r0, (a_lo, a_hi) in enumerate(row_groups):
+            n_a = a_hi - a_lo
+            # kernels [n_a, b_lim, O, C, k, k] -> per column offset [n_cw, k*k*C, n_a*b_max*O]
+            if all_kernels is None:
+                kern = self._phase_kernels(scale, x, slice(a_lo, a_hi), slice(0, b_lim))
+            else:
+                kern = all_kernels[a_lo:a_hi]
+            kern = kern.permute(0, 1, 2, 4, 5, 3)[:, slot_phase]  # [n_a, n_cw, b_max, O, k,k,C]
+            kern = kern.permute(1, 4, 5, 6, 0, 2, 3).reshape(n_cw, n_in, n_a * b_max * n_out)
+            for k0 in range(0, n_kh, rows_per_chunk):
+                n_k = min(rows_per_chunk, n_kh - k0)
+                patches = xl.as_strided(
+                    (n_cw, batch, n_k, n_kw, k, k, channels),
+                    (channels, hp * wp * channels, sh.q * wp * channels, sw.q * channels,
+                     wp * channels, channels, 1),
+                    xl.storage_offset() + (r0 + k0 * sh.q) * wp * channels,
+                )  # fmt: skip
+                y = torch.bmm(patches.reshape(n_cw, batch * n_k * n_kw, n_in), kern)
+                y = y.view(n_cw, batch, n_k, n_kw, n_a, b_max, n_out).permute(1, 6, 2, 4, 3, 0, 5)
+                y = y.reshape(batch, n_out, n_k, n_a, n_kw, n_cw * b_max)[..., slot_of_phase]
+                out[:, :, k0 : k0 + n_k, a_lo:a_hi] = y
+        # a_lim < p_h (b_lim < p_w) only when one period block covers the whole output
+        return out.view(batch, n_out, n_kh * a_lim, n_kw * b_lim)[:, :, :h_out, :w_out]
 
     # ------------------------------------------------------------------ reference
     def forward_reference(self, x: torch.Tensor, scale, out_shape: tuple[int, int] | None = None):
@@ -143,6 +241,12 @@ class MetaUpscale(nn.Module):
         patches = patches[:, :, src_r.to(x.device)][:, :, :, src_c.to(x.device)]
         # out[b, o, i, j] = sum_n weights[i, j, o, n] * patches[b, n, i, j]
         return torch.einsum("ijon,bnij->boij", weights, patches)
+
+
+def _offset_groups(axis: AxisScale) -> list[tuple[int, int]]:
+    """For each input offset ``r0 = 0 .. q-1``: the phase range ``[lo, hi)`` reading it."""
+    bounds = [-(-r0 * axis.p // axis.q) for r0 in range(axis.q + 1)]  # first a with a*q/p >= r0
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _axis_plan(axis: AxisScale, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:

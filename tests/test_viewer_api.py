@@ -391,3 +391,25 @@ def load_sample_path():
     from importlib import resources
 
     return str(resources.files("metasrgan") / "samples" / "colin27_val.nii.gz")
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_serve_binds_loopback_by_default_and_reports_a_busy_port(capsys):
+    import argparse
+    import socket
+
+    from metasrgan.cli import main
+    from metasrgan.commands import serve
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    args = parser.parse_args([])
+    assert args.host == "127.0.0.1" and args.port == 8765 and not args.open
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -45,9 +45,6 @@ def run(args: argparse.Namespace) -> int:
             f"warning: binding {args.host} exposes the viewer (no login) to other machines",
             file=sys.stderr,
         )
-    app = create_app(
-        args.model, device=str(pick_device(args.device)), max_upload_mb=args.max_upload_mb
-    )
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -56,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {err.strerror}") from None
     port = sock.getsockname()[1]
+    # the port is ours before the model loads: a busy port fails at once
+    app = create_app(
+        args.model, device=str(pick_device(args.device)), max_upload_mb=args.max_upload_mb
+    )
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     url = f"http://{shown}:{port}/"
     info = app.state.viewer.model_info

@@ -142,5 +142,35 @@ def test_zoom_slider_updates_images_and_timings(browser, served, tmp_path):
 
     shot = tmp_path / "viewer.png"
     assert browser.save_screenshot(str(shot))
+
+    # a bad file: a clear message in the page, and the page keeps working
+    upload = browser.find_element(By.ID, "upload")
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"not a scan" * 50)
+    upload.send_keys(str(broken))
+    message = browser.find_element(By.ID, "message")
+    wait.until(lambda d: "error" in message.get_attribute("class"))
+    assert text("message").startswith("broken.nii.gz: ")  # the server's reason, by name
+    # a good one: a real-MRI crop as PNG is loaded, selected and zoomed
+    crop = _sample_crop_png(tmp_path / "crop.png")
+    upload.send_keys(str(crop))
+    expected = math.floor(64 * snap_scale(value))
+    wait.until(lambda d: "crop.png" in text("message") and width("sr") == expected)
+    assert "crop.png" in browser.find_element(By.ID, "volume").text
+
     SCREENSHOT.parent.mkdir(exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)  # only a passing run rewrites the README's picture
+
+
+def _sample_crop_png(path: Path) -> Path:
+    """A 64x64 crop of the bundled Colin27 slab as an 8-bit PNG."""
+    import nibabel as nib
+    import numpy as np
+    from PIL import Image
+
+    from metasrgan.samples_path import sample_path
+
+    data = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)
+    crop = data[60:124, 70:134, 6]
+    Image.fromarray(np.clip(crop / crop.max() * 255, 0, 255).astype(np.uint8)).save(path)
+    return path

@@ -64,6 +64,19 @@ def test_one_gan_step_updates_generator_and_discriminator(name):
     assert all(p.grad is None for p in vgg.parameters())
 
 
+def test_gan_step_runs_under_autocast():
+    """The GPU path (bfloat16 autocast) exercised on the CPU's autocast."""
+    spec, scale = GENERATORS["meta-srgan"]
+    g, d = make(spec), make(TINY_D)
+    opt_g = torch.optim.Adam(g.parameters(), 1e-3)
+    opt_d = torch.optim.Adam(d.parameters(), 1e-3)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    vgg = VGG19Features(layers=4)
+    logs = gan_step(batch_for(scale), g, d, opt_g, opt_d, LossConfig(), vgg, autocast)
+    assert all(torch.isfinite(torch.tensor(v)) for v in logs.values())
+    assert all(p.dtype == torch.float32 for p in g.parameters())
+
+
 def test_l1_only_step_leaves_the_discriminator_alone():
     spec, scale = GENERATORS["meta-srgan"]
     g, d = make(spec), make(TINY_D)

@@ -26,9 +26,11 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 def _bce(prob: torch.Tensor, real: bool) -> torch.Tensor:
-    prob = prob.float().clamp(EPS, 1 - EPS)
-    target = torch.ones_like(prob) if real else torch.zeros_like(prob)
-    return F.binary_cross_entropy(prob, target)
+    """Binary cross-entropy in float32, outside autocast (CUDA autocast refuses this op)."""
+    with torch.autocast(prob.device.type, enabled=False):
+        prob = prob.float().clamp(EPS, 1 - EPS)
+        target = torch.ones_like(prob) if real else torch.zeros_like(prob)
+        return F.binary_cross_entropy(prob, target)
 
 
 def gan_step(

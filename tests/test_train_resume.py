@@ -101,15 +101,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeyp
     common = ["train", "--config", str(config), "--runs", str(runs), "--no-progress"]
     assert main([*common, "--name", "straight"]) == 0
 
-    # killed during updates 3, 5 and 7: resumed from the states of step 2 (mid first stage,
-    # after the warm-up), step 4 (the stage boundary: the second stage's own optimizers)
-    # and step 6 (mid second stage: optimizers and schedulers restored)
-    crash_at_call(monkeypatch, 3)
+    # killed during updates 4, 6 and 8 (one update after a saved state, which the log has
+    # seen): resumed from the states of step 2 (mid first stage, after the warm-up), step 4
+    # (the stage boundary: the second stage's own optimizers) and step 6 (mid second
+    # stage: optimizers and schedulers restored)
+    crash_at_call(monkeypatch, 4)
     assert main([*common, "--name", "resumed"]) == 130
     resumed = runs / "resumed"
     for expected in (2, 4):
         assert saved_step(resumed) == expected
-        crash_at_call(monkeypatch, 3)  # two updates after the saved state, then killed
+        crash_at_call(monkeypatch, 4)  # three updates after the saved state, then killed
         assert main(["train", "--resume", str(resumed), "--no-progress"]) == 130
     assert saved_step(resumed) == 6
     monkeypatch.setattr(loop, "gan_step", gan_step)
@@ -127,6 +128,19 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeyp
     meta = json.loads((resumed / "state" / "state.json").read_text())
     assert meta["step"] == 8 and meta["stage"] == 1
     assert meta["sched_g"]["last_epoch"] == 4  # the second stage's own schedule
+
+    # the log keeps one line per step (the interrupted processes' extra lines are dropped)
+    # and the same losses as the uninterrupted run
+    def losses(run):
+        lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+        return [
+            {k: v for k, v in x.items() if k != "train/steps_per_s"}
+            for x in lines
+            if "train/l_g_pix" in x
+        ]
+
+    assert [x["step"] for x in losses(resumed)] == list(range(1, 9))
+    assert losses(resumed) == losses(runs / "straight")
     g_a = load_file(str(runs / "straight/checkpoints/last.safetensors"))
     g_b = load_file(str(resumed / "checkpoints/last.safetensors"))
     assert all(torch.equal(g_a[k], g_b[k]) for k in g_a)

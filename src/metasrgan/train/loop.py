@@ -143,7 +143,10 @@ class Trainer:
         self.g = self._wrap(self.generator)
         self.d = self._wrap(self.discriminator) if self.discriminator is not None else None
         self.writer = self._writer()
-        self.best_gain = (self.resume_meta or {}).get("best_gain", -math.inf)
+        if resume and self.dist.main:
+            _truncate_log(run_dir / "log.jsonl", self.step)
+        best = (self.resume_meta or {}).get("best_gain")
+        self.best_gain = -math.inf if best is None else float(best)
         self.val_images = None
 
     # ------------------------------------------------------------------ set-up helpers
@@ -172,7 +175,9 @@ class Trainer:
         except ImportError:  # tensorboard is an optional extra
             print("tensorboard is not installed: logging to log.jsonl only")
             return None
-        return SummaryWriter(str(self.run_dir / "tensorboard"))
+        # on resume, drop events logged after the saved step by the interrupted process
+        purge = self.step if self.resume_meta is not None else None
+        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
 
     def _autocast(self):
         if self.gpu_fast:
@@ -409,10 +414,27 @@ class Trainer:
             self.run_dir / "state", step=self.step, stage=stage,
             generator=self.generator, discriminator=self.discriminator,
             opt_g=opt_g, opt_d=opt_d, sched_g=sched_g, sched_d=sched_d,
-            extra={"best_gain": self.best_gain},
+            extra={"best_gain": self.best_gain if math.isfinite(self.best_gain) else None},
         )  # fmt: skip
         if self.writer is not None:
             self.writer.flush()
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the lines an interrupted process logged after its last saved state."""
+    if not path.is_file():
+        return
+    from metasrgan.checkpoint import atomic_write
+
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line cut short by the interruption
+            continue
+    text = "".join(x + "\n" for x in kept)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _exact_crop(n: int, scale: float) -> tuple[int, int]:

@@ -1,0 +1,162 @@
+"""Training steps/s of the paper configuration, per scale, against the per-pixel upscaler.
+
+Run: ``python benchmarks/bench_train.py [--threads 2] [--steps 2] [--scales 1.5 2 3 4]``
+(``--device cuda`` on a GPU: bfloat16 autocast and channels-last, as the trainer does).
+
+One step is :func:`metasrgan.train.step.gan_step` exactly as ``configs/paper.yaml`` trains:
+Meta-SRGAN (64 features, 5 blocks, batch norm) and SRGAN's discriminator, batch 8, 96x96 HR
+patches of the bundled real MRI, loss ``L1 + 0.001 GAN + 0.006 VGG19``, Adam on both.  The
+perceptual term runs an **un-pretrained** VGG19 (the ImageNet weights cannot be downloaded
+here); its cost is the same as the pretrained network's.
+
+Baseline, measured in the same run with the same weights and batches: the same step with
+the Meta-Upscale Module's per-pixel reference implementation (``upscaler: reference``,
+Meta-SR's original formulation).  Steps of the two alternate, so a change of machine load
+hits both.  Printed: seconds per step, steps/s and the speed-up over the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+
+def mri_images() -> list[np.ndarray]:
+    """Axial slices of the bundled real MRI slabs, in [0, 1]."""
+    import nibabel as nib
+
+    from metasrgan.samples_path import sample_path
+
+    out = []
+    for name in ("mni152_val", "colin27_val"):
+        vol = np.asarray(nib.load(sample_path(name)).dataobj, dtype=np.float32)
+        vol = np.clip(vol / np.percentile(vol, 99.5), 0, 1)
+        out += [np.ascontiguousarray(vol[:, :, k]) for k in range(0, vol.shape[2], 3)]
+    return out
+
+
+def build(upscaler: str, device: torch.device, fast_gpu: bool):
+    from metasrgan.models.vgg import VGG19Features
+    from metasrgan.registry import make
+
+    torch.manual_seed(0)
+    g = make({"name": "meta-srgan", "args": {"norm": "batch", "upscaler": upscaler}})
+    d = make({"name": "discriminator", "args": {}})
+    vgg = VGG19Features()  # un-pretrained: same cost as the ImageNet weights
+    models = [m.to(device) for m in (g, d, vgg)]
+    if fast_gpu:
+        models = [m.to(memory_format=torch.channels_last) for m in models]
+    g, d, vgg = models
+    opt_g = torch.optim.Adam(g.parameters(), lr=1e-4)
+    opt_d = torch.optim.Adam(d.parameters(), lr=1e-4)
+    return g, d, vgg.eval(), opt_g, opt_d
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per scale and variant")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.5, 2.0, 3.0, 4.0])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--perceptual", type=float, default=0.006, help="VGG19 weight (0: no VGG19 in the step)"
+    )
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+
+    from metasrgan.data.patches import PatchSampler, exact_patch_sizes
+    from metasrgan.train.config import LossConfig
+    from metasrgan.train.step import gan_step
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    fast_gpu = device.type == "cuda"
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if fast_gpu
+        else (lambda: nullcontext())
+    )
+    loss = LossConfig(l1=1.0, adversarial=0.001, perceptual=args.perceptual)
+    variants = {
+        "fast": build("fast", device, fast_gpu),
+        "reference": build("reference", device, fast_gpu),
+    }
+    variants["reference"][0].load_state_dict(variants["fast"][0].state_dict())
+    variants["reference"][1].load_state_dict(variants["fast"][1].state_dict())
+    images = mri_images()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    print(
+        f"paper GAN step (Meta-SRGAN + discriminator, VGG19 weight {args.perceptual:g}, "
+        f"un-pretrained), batch {args.batch}, "
+        f"{args.threads} CPU threads, device {device}; torch {torch.__version__}"
+    )
+    print(f"{'scale':>5} {'HR':>6} {'LR':>6} {'fast s/step':>12} {'ref s/step':>11} "
+          f"{'fast steps/s':>13} {'speed-up':>9} {'fast cpu-s':>9} {'ref cpu-s':>9} "
+          f"{'cpu ratio':>9}")  # fmt: skip
+
+    def timed_step(name: str, batch: dict) -> tuple[float, float]:
+        """(wall seconds, CPU seconds of this process) of one step."""
+        g, d, vgg, opt_g, opt_d = variants[name]
+        sync()
+        start, cpu = time.perf_counter(), time.process_time()
+        gan_step(batch, g, d, opt_g, opt_d, loss, vgg, autocast())
+        sync()
+        return time.perf_counter() - start, time.process_time() - cpu
+
+    def batches(scale: float, steps: int):
+        sampler = PatchSampler(images, batch_size=args.batch, patch_size=96, scales=[scale])
+        for step in range(steps):
+            b = sampler.batch(step)
+            hr, lr = b["hr"].to(device), b["lr"].to(device)
+            if fast_gpu:
+                hr = hr.contiguous(memory_format=torch.channels_last)
+                lr = lr.contiguous(memory_format=torch.channels_last)
+            yield {"hr": hr, "lr": lr, "scale": scale}
+
+    for batch in batches(2.0, 1):  # warm-up: allocations, kernel choices, lazy imports
+        for name in variants:
+            timed_step(name, batch)
+    results = []
+    for scale in args.scales:
+        hr_side, lr_side = exact_patch_sizes(scale, 96)
+        times: dict[str, list[tuple[float, float]]] = {"fast": [], "reference": []}
+        for batch in batches(scale, args.steps):
+            for name in variants:  # alternate: a change of load hits both
+                times[name].append(timed_step(name, batch))
+        fast = statistics.median(t[0] for t in times["fast"])
+        ref = statistics.median(t[0] for t in times["reference"])
+        fast_cpu = statistics.median(t[1] for t in times["fast"])
+        ref_cpu = statistics.median(t[1] for t in times["reference"])
+        row = {
+            "scale": scale, "hr": hr_side, "lr": lr_side, "fast_s_per_step": fast,
+            "reference_s_per_step": ref, "fast_steps_per_s": 1 / fast, "speedup": ref / fast,
+            "fast_cpu_s_per_step": fast_cpu, "reference_cpu_s_per_step": ref_cpu,
+            "speedup_cpu": ref_cpu / fast_cpu,
+        }  # fmt: skip
+        results.append(row)
+        print(
+            f"{scale:>5g} {hr_side:>6} {lr_side:>6} {fast:>12.2f} {ref:>11.2f} "
+            f"{1 / fast:>13.3f} {ref / fast:>8.2f}x {fast_cpu:>9.2f} {ref_cpu:>9.2f} "
+            f"{ref_cpu / fast_cpu:>8.2f}x",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {"device": str(device), "threads": args.threads, "rows": results}, f, indent=1
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -96,6 +96,16 @@ def psnr_unit(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class Trainer:
+    """Runs a config's stages in ``run_dir`` (created by the caller, see :func:`agree_run_dir`).
+
+    Each stage gets fresh Adam optimizers and StepLR schedules (the paper's transfer from
+    natural images to MRI starts from the weights only).  ``resume=True`` restores
+    ``run_dir/state`` (weights, optimizers, schedulers, step, RNG) and continues exactly;
+    the batches need no saved state (see :mod:`metasrgan.data.patches`).  Under
+    ``torchrun`` every rank must see ``run_dir`` (a shared file system across nodes); rank 0
+    alone validates, logs and writes.
+    """
+
     def __init__(
         self,
         cfg: TrainConfig,

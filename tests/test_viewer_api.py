@@ -406,7 +406,7 @@ def test_serve_binds_loopback_by_default_and_reports_a_busy_port(capsys):
     parser = argparse.ArgumentParser()
     serve.add_arguments(parser)
     args = parser.parse_args([])
-    assert args.host == "127.0.0.1" and args.port == 8765 and not args.open
+    assert args.host == "127.0.0.1" and args.port == 8000 and not args.open
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

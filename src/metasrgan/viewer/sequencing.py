@@ -50,6 +50,10 @@ class RequestSequencer:
         """False once a newer request of the same client has arrived."""
         return seq >= self.latest(client)
 
+    def count_superseded(self) -> None:
+        with self._lock:
+            self.superseded += 1
+
     @contextmanager
     def turn(self, client: str, seq: int) -> Iterator[bool]:
         """Wait for the client's turn; yields False when the request went stale meanwhile."""
@@ -57,6 +61,5 @@ class RequestSequencer:
         with state.lock:
             current = self.is_current(client, seq)
             if not current:
-                with self._lock:
-                    self.superseded += 1
+                self.count_superseded()
             yield current

@@ -132,13 +132,14 @@ class Viewer:
             unit = volume.unit_slice(axis, index)
             with self.compute_lock:
                 if not self.sequencer.is_current(client, seq):
-                    self.sequencer.superseded += 1
+                    self.sequencer.count_superseded()
                     raise Superseded
-                entry = self._compute(key, unit, fraction, client, seq)
+                result = self._compute(key, unit, fraction, client, seq)
+            entry = _encode(result)  # outside the lock: another client may compute meanwhile
             self.results.put(key, entry)
             return entry, False
 
-    def _compute(self, key, unit, fraction: Fraction, client: str, seq: int) -> CachedZoom:
+    def _compute(self, key, unit, fraction: Fraction, client: str, seq: int) -> engine.ZoomResult:
         feat_key = key[:3]
         features = self.features.get(feat_key)
         features_ms = 0.0
@@ -158,16 +159,20 @@ class Viewer:
             result.features_cached = False
             result.features_ms = features_ms
             result.metasrgan_ms += features_ms
-        t0 = time.perf_counter()
-        diff = result.difference
-        png = {
-            "metasrgan": images.gray_png(result.metasrgan),
-            "bicubic": images.gray_png(result.bicubic),
-            "difference": images.difference_png(diff),
-        }
-        encode_ms = (time.perf_counter() - t0) * 1e3
-        max_abs = float(abs(diff).max()) if diff.size else 0.0
-        return CachedZoom(result, png, encode_ms, max_abs)
+        return result
+
+
+def _encode(result: engine.ZoomResult) -> CachedZoom:
+    t0 = time.perf_counter()
+    diff = result.difference
+    png = {
+        "metasrgan": images.gray_png(result.metasrgan),
+        "bicubic": images.gray_png(result.bicubic),
+        "difference": images.difference_png(diff),
+    }
+    encode_ms = (time.perf_counter() - t0) * 1e3
+    max_abs = float(abs(diff).max()) if diff.size else 0.0
+    return CachedZoom(result, png, encode_ms, max_abs)
 
 
 def _device(model: nn.Module) -> torch.device:

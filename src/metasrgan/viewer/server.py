@@ -232,7 +232,9 @@ def create_app(
     engine.warm_up(model)
     viewer = Viewer(model, info, int(max_upload_mb * 1024 * 1024))
     if preload_sample and preload_sample in sample_names():
-        viewer.sample(preload_sample)
+        volume = viewer.sample(preload_sample)
+        axis, index = volume.default_view()
+        viewer.zoom(volume.id, axis, index, 2.0, "startup", 0)  # the page's first view is ready
 
     app = FastAPI(title="metasrgan viewer", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.viewer = viewer

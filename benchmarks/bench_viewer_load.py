@@ -210,8 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["load_ms"] = load_ms
                 skipped = outcomes.count("skipped")
                 failures += [o for o in outcomes if o not in (None, "skipped")]
-                if skipped:
-                    failures.append(f"load: {skipped} requests not sent within the time limit")
+                results["load_skipped"] = skipped  # the time bound, not a server failure
 
                 # 3. burst: requests faster than they compute; stale ones must be dropped
                 before = http.get("/api/stats").json()
@@ -258,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"slider, later zooms (HTTP)      {percentiles(results['slider_ms'])}")
     print(f"  of which Meta-SRGAN on server {percentiles(results['slider_model_ms'])}")
     print(f"load x{args.concurrency} clients (HTTP)     {percentiles(results['load_ms'])}")
-    print(f"  {len(results['load_ms'])} answered in {results['load_wall_s']:.1f} s")
+    print(
+        f"  {len(results['load_ms'])} answered in {results['load_wall_s']:.1f} s, "
+        f"{results['load_skipped']} not sent (past --time-limit)"
+    )
     b = results["burst"]
     print(
         f"burst: {b['sent']} requests 10 ms apart -> {b['computed']} computed, "

@@ -146,7 +146,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeyp
     assert all(torch.equal(g_a[k], g_b[k]) for k in g_a)
 
 
-def test_cli_trains_quick_yaml_into_a_loadable_model_with_logs(tmp_path, capsys):
+def test_cli_trains_quick_yaml_into_a_loadable_model_with_logs(tmp_path, capsys, monkeypatch):
     from metasrgan.checkpoint import load_model
 
     runs = tmp_path / "runs"
@@ -188,6 +188,14 @@ def test_cli_trains_quick_yaml_into_a_loadable_model_with_logs(tmp_path, capsys)
     assert "no such run folder" in capsys.readouterr().err
     assert main(["train", "--resume", str(run), *init]) == 2
     assert "exclude each other" in capsys.readouterr().err
+    quick = ["train", "--config", str(CONFIGS / "quick.yaml"), "--runs", str(runs)]
+    assert main([*quick, "--vgg19", str(tmp_path / "nope.pth")]) == 2
+    assert "VGG19 weights file not found" in capsys.readouterr().err
+    monkeypatch.delenv("METASRGAN_VGG19", raising=False)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert main([*quick, "--set", "loss.perceptual=0.006"]) == 2
+    assert "needs torchvision's ImageNet VGG19 weights" in capsys.readouterr().err
+    assert sorted(p.name for p in runs.iterdir()) == ["quick", "quick-2"]  # none left empty
 
 
 def test_fixed_scale_models_refuse_other_scales_before_training(tmp_path):

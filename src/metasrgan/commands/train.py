@@ -16,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set stages.0.steps=100 (repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--vgg19", metavar="PATH",
+        help="torchvision's VGG19 weights (vgg19-dcbb9e9d.pth) for the perceptual loss",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -25,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from metasrgan.train.config import load_config
     from metasrgan.train.loop import Trainer, agree_run_dir, init_distributed
 
+    if args.vgg19:
+        import os
+
+        if not Path(args.vgg19).is_file():
+            raise FileNotFoundError(f"--vgg19: VGG19 weights file not found: {args.vgg19}")
+        os.environ["METASRGAN_VGG19"] = str(args.vgg19)  # read by every stage's VGG19 loader
     if args.resume:
         if args.init_from:
             raise ValueError(
@@ -46,11 +56,19 @@ def run(args: argparse.Namespace) -> int:
     if dist.main:
         print(f"run folder: {run_dir}")
     try:
-        trainer = Trainer(
-            cfg, run_dir, init_from=args.init_from, resume=bool(args.resume),
-            progress=not args.no_progress,
-        )  # fmt: skip
-        final = trainer.fit()
+        try:
+            trainer = Trainer(
+                cfg, run_dir, init_from=args.init_from, resume=bool(args.resume),
+                progress=not args.no_progress,
+            )  # fmt: skip
+        except BaseException:
+            if not args.resume and dist.main and not any(run_dir.iterdir()):
+                run_dir.rmdir()  # nothing was trained: leave no empty run folder behind
+            raise
+        try:
+            final = trainer.fit()
+        except FloatingPointError as err:
+            raise ValueError(f"{err}; the last saved state is in {run_dir / 'state'}") from err
     finally:
         if dist.world_size > 1:
             import torch.distributed as tdist

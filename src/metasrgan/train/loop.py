@@ -249,6 +249,12 @@ class Trainer:
             restore_optimizers(
                 self.resume_meta, self.resume_tensors, opt_g, opt_d, sched_g, sched_d
             )
+            saved_lr = opt_g.param_groups[0].get("initial_lr", o.lr)
+            if self.dist.main and saved_lr != o.lr:
+                print(
+                    f"note: optim.lr is {o.lr:g} in the config but the resumed stage started at "
+                    f"{saved_lr:g}; the restored optimizer and schedule continue unchanged"
+                )
         self.resume_meta = self.resume_tensors = None
         if self.dist.main:
             print(

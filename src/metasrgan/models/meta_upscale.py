@@ -8,10 +8,14 @@ rule).  Two implementations compute the same function:
 - :meth:`MetaUpscale.forward_reference`: per output pixel, as the original code does (a
   weight for every output pixel, memory ``O(H_out * W_out * 576)``).  Kept as the
   reference the fast path is tested against.
-- :meth:`MetaUpscale.forward` (fast): pixels of equal row phase ``a`` and column phase
-  ``b`` share their weights, so the module is one strided convolution per row phase with
-  ``p_w`` predicted kernels, followed by a column gather.  Cost is ``q_w`` times the ideal
-  576 multiply-adds per output pixel, memory ``O(H_out * W)``.
+- :meth:`MetaUpscale.forward` (fast, exact, differentiable): output pixels
+  ``(a + K*p_h, b + M*p_w)`` share the kernel of phase pair ``(a, b)``, so only ``p_h * p_w``
+  kernels are predicted, and the work is done one of two ways (chosen per scale, see
+  ``ROW_PHASE_MAX_WORK``): one row-strided convolution per row phase with all ``p_w``
+  kernels, then a column gather (``q_w`` times the ideal work in few large convolutions:
+  best for x2, x3, x4, x1.1...); or grouped by input offset, the ideal 576 multiply-adds per
+  output pixel as one batched matmul over gathered 3x3 patches (best for long periods such
+  as x2.3 or x3.7 with 23 or 37 phases per axis).  Memory ``O(output + 48 MiB)``.
 """
 
 from __future__ import annotations
@@ -22,13 +26,19 @@ from torch import nn
 
 from metasrgan.scale import AxisScale, Scale2d
 
-ROW_PHASE_MAX_Q = 2
-"""Column periods ``q_w`` up to this use row-phase convolutions, longer ones offset groups."""
+ROW_PHASE_MAX_WORK = 32
+"""Row-phase convolutions (cost ``p_w * s_h`` per input pixel and tap, in few convolutions)
+when ``p_w * s_h`` is at most this; offset groups (one gathered 3x3 patch per input pixel,
+then the ideal matmul) above it.  Measured crossover on CPU: x3.5 (24.5) is faster with
+convolutions, x2.3 (53) with offset groups."""
 
 KERNELS_AT_ONCE = 4096
 """Phase pairs predicted in one call; longer periods predict one row group at a time."""
 
-PATCH_CHUNK_BYTES = 16 << 20
+BATCHED_MAX_SLOTS = 8192
+"""Largest ``q_h * q_w * ceil(s_h) * ceil(s_w)`` (kernel slots) done in one batched matmul."""
+
+PATCH_CHUNK_BYTES = 48 << 20
 """Largest block of gathered 3x3 patches held at once by the offset-group path."""
 
 
@@ -109,9 +119,9 @@ class MetaUpscale(nn.Module):
         self._check(x)
         scale = Scale2d.of(scale)
         out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
-        if scale.w.q <= ROW_PHASE_MAX_Q:
+        if scale.w.p * scale.h.value <= ROW_PHASE_MAX_WORK:
             return self._forward_row_phases(x, scale, out_shape)
-        return self._forward_offset_groups(x, scale, out_shape)
+        return self._forward_offset_batched(x, scale, out_shape)
 
     def _forward_row_phases(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
         """One row-strided convolution per row phase with all ``p_w`` kernels, then a column
@@ -138,6 +148,58 @@ class MetaUpscale(nn.Module):
             y = y[:, col_phase, :, :, col_src]  # [W_out, B, O, n_rows] (advanced indexing)
             out[:, :, a :: scale.h.p] = y.permute(1, 2, 3, 0)
         return out
+
+    def _forward_offset_batched(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
+        """All ``q_h * q_w`` offset groups (see :meth:`_forward_offset_groups`) in one batched
+        matmul per chunk of rows: a handful of large operations whatever the period, which
+        matters where each operation has a fixed cost (a busy CPU's thread wake-ups, GPU
+        launches).  Groups are padded to the largest phase count on both axes (at most
+        ``(ceil(s) / s)^2`` extra work).  Long periods fall back to one group row at a time."""
+        batch, channels, height, width = x.shape
+        h_out, w_out = out_shape
+        sh, sw = scale.h, scale.w
+        k, n_out = self.kernel_size, self.out_channels
+        n_in = channels * k * k
+        row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
+        col_groups = [g for g in _offset_groups(sw) if g[0] < w_out]
+        n_rh, n_cw = len(row_groups), len(col_groups)
+        a_max = max(hi - lo for lo, hi in row_groups)
+        b_max = max(hi - lo for lo, hi in col_groups)
+        if n_rh * n_cw * a_max * b_max > BATCHED_MAX_SLOTS:
+            return self._forward_offset_groups(x, scale, out_shape)
+        a_lim, b_lim = row_groups[-1][1], col_groups[-1][1]
+        pad = k // 2
+        n_kh, n_kw = -(-h_out // sh.p), -(-w_out // sw.p)  # period blocks per axis
+        extra_h = max((sh.q - 1) + (n_kh - 1) * sh.q + k - height - pad, pad)
+        extra_w = max((sw.q - 1) + (n_kw - 1) * sw.q + k - width - pad, pad)
+        xl = F.pad(x, (pad, extra_w, pad, extra_h)).permute(0, 2, 3, 1).contiguous()
+        hp, wp = xl.shape[1:3]
+        slot_h, place_h = _slots(row_groups, a_max, x.device)
+        slot_w, place_w = _slots(col_groups, b_max, x.device)
+        # kernels [a, b, O, C, k, k] -> [n_rh * n_cw, k*k*C, a_max * b_max * O]
+        kern = self._phase_kernels(scale, x, slice(0, a_lim), slice(0, b_lim))
+        kern = kern.permute(0, 1, 2, 4, 5, 3)[slot_h.view(-1, 1), slot_w.view(1, -1)]
+        kern = kern.reshape(n_rh, a_max, n_cw, b_max, n_out, n_in).permute(0, 2, 5, 1, 3, 4)
+        kern = kern.reshape(n_rh * n_cw, n_in, a_max * b_max * n_out)
+        row_bytes = batch * n_rh * n_kw * n_cw * n_in * x.element_size()
+        rows_per_chunk = max(1, PATCH_CHUNK_BYTES // row_bytes)
+        padded = x.new_empty(batch, n_out, n_kh, n_rh * a_max, n_kw, n_cw * b_max)
+        for k0 in range(0, n_kh, rows_per_chunk):
+            n_k = min(rows_per_chunk, n_kh - k0)
+            patches = xl.as_strided(
+                (n_rh, n_cw, batch, n_k, n_kw, k, k, channels),
+                (wp * channels, channels, hp * wp * channels, sh.q * wp * channels,
+                 sw.q * channels, wp * channels, channels, 1),
+                xl.storage_offset() + k0 * sh.q * wp * channels,
+            )  # fmt: skip
+            y = torch.bmm(patches.reshape(n_rh * n_cw, batch * n_k * n_kw, n_in), kern)
+            y = y.view(n_rh, n_cw, batch, n_k, n_kw, a_max, b_max, n_out)
+            padded[:, :, k0 : k0 + n_k] = y.permute(2, 7, 3, 0, 5, 4, 1, 6).reshape(
+                batch, n_out, n_k, n_rh * a_max, n_kw, n_cw * b_max
+            )
+        out = padded.index_select(3, place_h).index_select(5, place_w)
+        # a_lim < p_h (b_lim < p_w) only when one period block covers the whole output
+        return out.view(batch, n_out, n_kh * a_lim, n_kw * b_lim)[:, :, :h_out, :w_out]
 
     def _forward_offset_groups(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
         """The ideal work (one 3x3 dot product per output pixel and channel) in few calls.
@@ -247,6 +309,14 @@ def _offset_groups(axis: AxisScale) -> list[tuple[int, int]]:
     """For each input offset ``r0 = 0 .. q-1``: the phase range ``[lo, hi)`` reading it."""
     bounds = [-(-r0 * axis.p // axis.q) for r0 in range(axis.q + 1)]  # first a with a*q/p >= r0
     return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def _slots(groups: list[tuple[int, int]], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Groups padded to ``width`` slots: the phase computed in each slot (the group's last
+    phase repeats in padding slots, whose results are dropped) and each phase's slot."""
+    slot = [[min(lo + j, hi - 1) for j in range(width)] for lo, hi in groups]
+    place = [g * width + (a - lo) for g, (lo, hi) in enumerate(groups) for a in range(lo, hi)]
+    return torch.tensor(slot, device=device), torch.tensor(place, device=device)
 
 
 def _axis_plan(axis: AxisScale, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,6 +52,9 @@ def init_distributed(device_name: str) -> Dist:
     import torch.distributed as dist
 
     backend = "nccl" if device_name.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        # before any collective (the run folder's broadcast): one GPU per local rank
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))

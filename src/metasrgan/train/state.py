@@ -1,21 +1,22 @@
 """Resumable training state without pickle: tensors in safetensors, the rest in JSON.
 
 ``state.safetensors`` holds the generator, discriminator, both optimizers' tensors and the
-RNG states; ``state.json`` the step, stage, schedulers, optimizer hyper-parameters.  Both
-are written atomically (temporary file + rename), the JSON last, so a crash mid-write
-leaves the previous state usable.
+RNG states; ``state.json`` the step, stage, schedulers, optimizer hyper-parameters.  The
+pair is written into ``state.tmp/`` and swapped in by renaming folders, so a crash at any
+moment leaves one complete pair (``state/``, or ``state.old/`` between the two renames,
+which :func:`read_state` falls back to); the step is stored in both files and checked.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-
-from metasrgan.checkpoint import atomic_write
 
 STATE_TENSORS = "state.safetensors"
 STATE_JSON = "state.json"
@@ -63,7 +64,6 @@ def save_state(
 ) -> None:
     from safetensors.torch import save_file
 
-    directory.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, Any] = {"step": step, "stage": stage, **(extra or {})}
     for k, v in generator.state_dict().items():
@@ -77,18 +77,44 @@ def save_state(
         _split_optimizer(opt_d, "opt_d", tensors, meta)
         meta["sched_d"] = sched_d.state_dict()
     tensors["rng.torch"] = torch.get_rng_state()
-    atomic_write(directory / STATE_TENSORS, lambda tmp: save_file(tensors, tmp))
-    text = json.dumps(meta, indent=1)
-    atomic_write(directory / STATE_JSON, lambda tmp: Path(tmp).write_text(text))
+    tmp, old = _sibling(directory, "tmp"), _sibling(directory, "old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(tensors, str(tmp / STATE_TENSORS), metadata={"step": str(step)})
+    (tmp / STATE_JSON).write_text(json.dumps(meta, indent=1))
+    if directory.exists():  # always complete: it only ever arrives by the rename below
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sibling(directory: Path, suffix: str) -> Path:
+    return directory.with_name(f"{directory.name}.{suffix}")
+
+
+def _complete(directory: Path) -> bool:
+    return (directory / STATE_JSON).is_file() and (directory / STATE_TENSORS).is_file()
 
 
 def read_state(directory: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    if not _complete(directory) and _complete(_sibling(directory, "old")):
+        directory = _sibling(directory, "old")  # interrupted between the two renames
     meta_path, tensor_path = directory / STATE_JSON, directory / STATE_TENSORS
-    if not meta_path.is_file() or not tensor_path.is_file():
+    if not _complete(directory):
         raise FileNotFoundError(f"no training state in {directory} (nothing to resume)")
-    return json.loads(meta_path.read_text()), load_file(str(tensor_path))
+    meta = json.loads(meta_path.read_text())
+    with safe_open(str(tensor_path), framework="pt") as f:
+        stamped = (f.metadata() or {}).get("step")
+    if stamped is not None and int(stamped) != int(meta["step"]):
+        raise ValueError(
+            f"{directory}: {STATE_TENSORS} is from step {stamped} but {STATE_JSON} from step "
+            f"{meta['step']}; the state is inconsistent and cannot be resumed exactly"
+        )
+    return meta, load_file(str(tensor_path))
 
 
 def restore_models(

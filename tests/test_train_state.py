@@ -1,0 +1,67 @@
+"""The resumable state survives an interruption at any moment of its own writing."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+
+from metasrgan.registry import make
+from metasrgan.train.state import read_state, restore_models, restore_optimizers, save_state
+
+
+def make_state(directory, step: int):
+    torch.manual_seed(step)
+    g = make({"name": "meta-srgan", "args": {"features": 4, "blocks": 1}})
+    opt = torch.optim.Adam(g.parameters(), 1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+    g(torch.rand(1, 1, 6, 6), 2.0).mean().backward()
+    opt.step()
+    sched.step()
+    save_state(directory, step=step, stage=0, generator=g, discriminator=None, opt_g=opt,
+               opt_d=None, sched_g=sched, sched_d=None)  # fmt: skip
+    return g, opt, sched
+
+
+def test_state_round_trips_weights_optimizer_and_schedule(tmp_path):
+    g, opt, sched = make_state(tmp_path / "state", 7)
+    meta, tensors = read_state(tmp_path / "state")
+    assert meta["step"] == 7
+    g2 = make({"name": "meta-srgan", "args": {"features": 4, "blocks": 1}})
+    opt2 = torch.optim.Adam(g2.parameters(), 1e-3)
+    sched2 = torch.optim.lr_scheduler.StepLR(opt2, 2, 0.5)
+    restore_models(tensors, g2, None)
+    restore_optimizers(meta, tensors, opt2, None, sched2, None)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(g.state_dict().values(), g2.state_dict().values(), strict=True)
+    )
+    assert sched2.state_dict() == sched.state_dict()
+    a, b = opt.state_dict(), opt2.state_dict()
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys()
+    for i, entry in a["state"].items():
+        assert all(torch.equal(v, b["state"][i][k]) for k, v in entry.items())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]  # no temporary folders left
+
+
+def test_an_interrupted_swap_falls_back_to_the_previous_state(tmp_path):
+    make_state(tmp_path / "state", 4)
+    os.replace(tmp_path / "state", tmp_path / "state.old")  # killed between the two renames
+    (tmp_path / "state.tmp").mkdir()  # and a half-written new state
+    assert read_state(tmp_path / "state")[0]["step"] == 4
+    make_state(tmp_path / "state", 6)  # the next checkpoint completes the swap
+    assert read_state(tmp_path / "state")[0]["step"] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_mismatched_state_files_are_refused(tmp_path):
+    make_state(tmp_path / "state", 4)
+    meta = json.loads((tmp_path / "state" / "state.json").read_text())
+    meta["step"] = 5
+    (tmp_path / "state" / "state.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="from step 4 but state.json from step 5"):
+        read_state(tmp_path / "state")
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        read_state(tmp_path / "elsewhere")

@@ -154,6 +154,7 @@ def part_upscaler(scales, repeats: int, threads: int, memory: bool) -> list[dict
                 "fast_s": t["fast"],
                 "ref_s": t["ref"],
                 "speedup": t["ref"] / t["fast"],
+                "cpu_speedup": t["ref_cpu"] / t["fast_cpu"],
             }
             if memory:
                 row["fast_mib"] = measure_memory("fast", s, threads)

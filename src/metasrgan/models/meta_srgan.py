@@ -58,9 +58,18 @@ class MetaSRGAN(nn.Module):
         self, x: torch.Tensor, scale, out_shape: tuple[int, int] | None = None
     ) -> torch.Tensor:
         """``x``: ``[B, C, H, W]`` in [0, 1]; returns ``[B, C, H*s_h, W*s_w]`` (not clamped)."""
+        return self.upscale_features(x, self.extract_features(x), scale, out_shape)
+
+    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The scale-independent part (most of the cost): cache it to zoom one image often."""
+        return self.features(self.normalization.encode(x))
+
+    def upscale_features(
+        self, x: torch.Tensor, feats: torch.Tensor, scale, out_shape: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """The rest of :meth:`forward` given ``feats = extract_features(x)``."""
         scale = Scale2d.of(scale)
         out_shape = out_shape or scale.out_shape(*x.shape[-2:])
-        feats = self.features(self.normalization.encode(x))
         upscale = self.upscale if self.upscaler == "fast" else self.upscale.forward_reference
         y = upscale(feats, scale, out_shape)
         if self.skip == "bicubic":

@@ -11,11 +11,12 @@ rule).  Two implementations compute the same function:
 - :meth:`MetaUpscale.forward` (fast, exact, differentiable): output pixels
   ``(a + K*p_h, b + M*p_w)`` share the kernel of phase pair ``(a, b)``, so only ``p_h * p_w``
   kernels are predicted, and the work is done one of two ways (chosen per scale, see
-  ``ROW_PHASE_MAX_WORK``): one row-strided convolution per row phase with all ``p_w``
-  kernels, then a column gather (``q_w`` times the ideal work in few large convolutions:
-  best for x2, x3, x4, x1.1...); or grouped by input offset, the ideal 576 multiply-adds per
-  output pixel as one batched matmul over gathered 3x3 patches (best for long periods such
-  as x2.3 or x3.7 with 23 or 37 phases per axis).  Memory ``O(output + 48 MiB)``.
+  ``ROW_PHASE_MAX_Q``): one row-strided convolution per input row offset with its row
+  phases' kernels for all ``p_w`` column phases, then a column gather (``q_w`` times the
+  ideal work in ``q_h`` large convolutions: x2, x3, x4, x1.5...); or grouped by input
+  offset, the ideal 576 multiply-adds per output pixel as one batched matmul over gathered
+  3x3 patches (long periods such as x2.3 or x3.7, 23 or 37 phases per axis).  Memory
+  ``O(output + 48 MiB)``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from torch import nn
 
 from metasrgan.scale import AxisScale, Scale2d
 
-ROW_PHASE_MAX_WORK = 32
-"""Row-phase convolutions (cost ``p_w * s_h`` per input pixel and tap, in few convolutions)
-when ``p_w * s_h`` is at most this; offset groups (one gathered 3x3 patch per input pixel,
-then the ideal matmul) above it.  Measured crossover on CPU: x3.5 (24.5) is faster with
-convolutions, x2.3 (53) with offset groups."""
+ROW_PHASE_MAX_Q = 2
+"""Periods ``q`` up to this (x2, x3, x4, x1.5, x2.5, x3.5) use row-offset convolutions
+(``q_w`` times the ideal work in ``q_h`` convolutions); longer ones use offset groups (the
+ideal work, one batched matmul).  Measured here: convolutions are faster at q <= 2; at
+q = 5 or 10 they are faster on an idle core but need about ``4 * q_h`` operations against
+about 15, and on a shared machine each operation waits for its threads."""
 
 KERNELS_AT_ONCE = 4096
 """Phase pairs predicted in one call; longer periods predict one row group at a time."""
@@ -119,35 +121,36 @@ class MetaUpscale(nn.Module):
         self._check(x)
         scale = Scale2d.of(scale)
         out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
-        if scale.w.p * scale.h.value <= ROW_PHASE_MAX_WORK:
+        if scale.h.q <= ROW_PHASE_MAX_Q and scale.w.q <= ROW_PHASE_MAX_Q:
             return self._forward_row_phases(x, scale, out_shape)
         return self._forward_offset_batched(x, scale, out_shape)
 
     def _forward_row_phases(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
-        """One row-strided convolution per row phase with all ``p_w`` kernels, then a column
-        gather: ``q_w`` times the ideal work, few large calls (best when ``q_w`` is 1 or 2)."""
-        height, width = x.shape[-2:]
+        """One row-strided convolution per input row offset ``r0`` (all row phases reading
+        rows ``r0 + K*q_h``, each with all ``p_w`` column kernels), then a column gather:
+        ``q_w`` times the ideal work in ``q_h`` large convolutions (one at x2, x3, x4)."""
+        batch, _, height, width = x.shape
         h_out, w_out = out_shape
-        k = self.kernel_size
+        sh, sw = scale.h, scale.w
+        k, n_out = self.kernel_size, self.out_channels
         pad = k // 2
-        kernels = self._phase_kernels(scale, x)
-        xp = F.pad(x, (pad, pad, pad, pad))
-        col_phase, col_src = _axis_plan(scale.w, w_out, x.device)
-        out = x.new_empty(x.shape[0], self.out_channels, h_out, w_out)
-        for a in range(scale.h.p):
-            n_rows = scale.h.phase_count(a, h_out)
-            if n_rows == 0:
-                continue
-            r0 = scale.h.phase_start(a)
-            rows = xp[:, :, r0 : r0 + (n_rows - 1) * scale.h.q + k]
-            # kernels of this row phase for every column phase: [p_w * O, C, k, k]
-            weight = kernels[a].reshape(-1, self.in_features, k, k)
-            y = F.conv2d(rows, weight, stride=(scale.h.q, 1))  # [B, p_w*O, n_rows, W]
-            y = y.reshape(x.shape[0], scale.w.p, self.out_channels, n_rows, width)
+        n_kh = -(-h_out // sh.p)  # period blocks of rows
+        extra_h = max((sh.q - 1) + (n_kh - 1) * sh.q + k - height - pad, pad)
+        xp = F.pad(x, (pad, pad, pad, extra_h))
+        row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
+        a_lim = row_groups[-1][1]
+        kernels = self._phase_kernels(scale, x, slice(0, a_lim))  # [a_lim, p_w, O, C, k, k]
+        col_phase, col_src = _axis_plan(sw, w_out, x.device)
+        out = x.new_empty(batch, n_out, n_kh, a_lim, w_out)
+        for r0, (lo, hi) in enumerate(row_groups):
+            rows = xp[:, :, r0 : r0 + (n_kh - 1) * sh.q + k]
+            weight = kernels[lo:hi].reshape(-1, self.in_features, k, k)
+            y = F.conv2d(rows, weight, stride=(sh.q, 1))  # [B, n_a * p_w * O, n_kh, W]
+            y = y.reshape(batch, hi - lo, sw.p, n_out, n_kh, width)
             # column j reads phase col_phase[j] at input column col_src[j]
-            y = y[:, col_phase, :, :, col_src]  # [W_out, B, O, n_rows] (advanced indexing)
-            out[:, :, a :: scale.h.p] = y.permute(1, 2, 3, 0)
-        return out
+            y = y[:, :, col_phase, :, :, col_src]  # [W_out, B, n_a, O, n_kh]
+            out[:, :, :, lo:hi] = y.permute(1, 3, 4, 2, 0)
+        return out.view(batch, n_out, n_kh * a_lim, w_out)[:, :, :h_out]
 
     def _forward_offset_batched(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
         """All ``q_h * q_w`` offset groups (see :meth:`_forward_offset_groups`) in one batched

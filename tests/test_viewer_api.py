@@ -73,17 +73,6 @@ def _zoom(client, scale, seq=0, client_id="test", index=6, axis="axial", volume=
 # ---------------------------------------------------------------- engine
 
 
-@pytest.mark.parametrize("scale", [2, Fraction(7, 3), Fraction(23, 10), (2.3, 1.7), (1.25, 3)])
-def test_lattice_upscale_equals_the_meta_upscale_module(scale):
-    module = _random_model().upscale
-    feats = torch.randn(1, 64, 23, 31)
-    scale = Scale2d.of(scale)
-    expected = module(feats, scale)
-    got = engine.lattice_upscale(module, feats, scale)
-    assert got.shape == expected.shape
-    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
-
-
 @pytest.mark.parametrize("skip,norm", [("bicubic", "none"), ("none", "batch")])
 def test_zoom_from_cached_features_equals_the_whole_model(skip, norm):
     model = _random_model(skip, norm)

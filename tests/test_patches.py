@@ -129,3 +129,14 @@ def test_kspace_degradation_small_images_and_errors(images):
         PatchSampler([np.zeros((4, 4, 4), np.float32)])
     with pytest.raises(ValueError, match="at least"):
         PatchSampler(images, patch_size=20, scales=[3.1])
+
+
+def test_ranks_share_the_scale_but_not_the_patches(images):
+    """One scale per global mini-batch under DDP; rank 0 alone matches a single process."""
+    single = PatchSampler(images, batch_size=2, patch_size=40)
+    r0 = PatchSampler(images, batch_size=2, patch_size=40, rank=0, world_size=2)
+    r1 = PatchSampler(images, batch_size=2, patch_size=40, rank=1, world_size=2)
+    for step in range(6):
+        a, b = r0.batch(step), r1.batch(step)
+        assert a["scale"] == b["scale"] == single.batch(step)["scale"]
+        assert not torch.equal(a["hr"], b["hr"])

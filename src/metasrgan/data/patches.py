@@ -2,9 +2,11 @@
 
 Every batch is a pure function of ``(seed, step, rank)``: the epoch order is a permutation
 seeded by ``(seed, epoch)`` and each batch draws its scale, crops and flips from a generator
-seeded by ``(seed, step, rank)``.  Resuming at step ``t`` therefore reproduces exactly the
-batches an uninterrupted run would have seen, with no sampler state to save, and ranks of a
-distributed run read disjoint positions of the same epoch order.
+seeded by ``(seed, step, rank)`` (the scale by ``(seed, step)`` alone: every rank of a
+distributed run uses the same scale, so a global batch has one scale).  Resuming at step
+``t`` therefore reproduces exactly the batches an uninterrupted run would have seen, with
+no sampler state to save, and ranks of a distributed run read disjoint positions of the same
+epoch order.
 
 Patch sizes are exact: for ``s = p/q`` the HR patch side is ``k*p`` and the LR side ``k*q``
 with ``k = floor(patch_size / p)``, so the LR patch times the scale is the HR patch exactly
@@ -125,8 +127,11 @@ class PatchSampler:
         return out
 
     def batch(self, step: int) -> dict:
-        g = torch.Generator().manual_seed((self.seed * 7_919 + step) * 4_099 + self.rank)
+        # the scale comes from rank 0's generator: one scale for the whole global batch
+        g = torch.Generator().manual_seed((self.seed * 7_919 + step) * 4_099)
         scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=g))]
+        if self.rank:
+            g = torch.Generator().manual_seed((self.seed * 7_919 + step) * 4_099 + self.rank)
         hr_side, lr_side = exact_patch_sizes(scale, self.patch_size)
         patches = [self._patch(self.images[i], hr_side, g) for i in self.image_indices(step)]
         hr = torch.stack(patches)[:, None]

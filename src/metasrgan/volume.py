@@ -169,7 +169,7 @@ def upscale_volume(
     data: np.ndarray,
     affine: np.ndarray,
     plan: VolumePlan,
-    batch: int = 4,
+    batch: int = 1,
     progress: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` on ``data``; returns the upscaled volume in the input's units and its affine.

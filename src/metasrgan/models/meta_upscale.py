@@ -11,12 +11,11 @@ rule).  Two implementations compute the same function:
 - :meth:`MetaUpscale.forward` (fast, exact, differentiable): output pixels
   ``(a + K*p_h, b + M*p_w)`` share the kernel of phase pair ``(a, b)``, so only ``p_h * p_w``
   kernels are predicted, and the work is done one of two ways (chosen per scale, see
-  ``ROW_PHASE_MAX_Q``): one row-strided convolution per input row offset with its row
+  ``ROW_PHASE_MAX_WORK``): one row-strided convolution per input row offset with its row
   phases' kernels for all ``p_w`` column phases, then a column gather (``q_w`` times the
-  ideal work in ``q_h`` large convolutions: x2, x3, x4, x1.5...); or grouped by input
-  offset, the ideal 576 multiply-adds per output pixel as one batched matmul over gathered
-  3x3 patches (long periods such as x2.3 or x3.7, 23 or 37 phases per axis).  Memory
-  ``O(output + 48 MiB)``.
+  ideal work in ``q_h`` large convolutions: x1.1-x3.4); or grouped by input offset, the
+  ideal 576 multiply-adds per output pixel as one batched matmul over gathered 3x3 patches
+  (x3.6-x3.9 and long periods such as x2.37, q = 100).  Memory ``O(output + 48 MiB)``.
 """
 
 from __future__ import annotations
@@ -27,12 +26,12 @@ from torch import nn
 
 from metasrgan.scale import AxisScale, Scale2d
 
-ROW_PHASE_MAX_Q = 2
-"""Periods ``q`` up to this (x2, x3, x4, x1.5, x2.5, x3.5) use row-offset convolutions
-(``q_w`` times the ideal work in ``q_h`` convolutions); longer ones use offset groups (the
-ideal work, one batched matmul).  Measured here: convolutions are faster at q <= 2; at
-q = 5 or 10 they are faster on an idle core but need about ``4 * q_h`` operations against
-about 15, and on a shared machine each operation waits for its threads."""
+ROW_PHASE_MAX_WORK = 120
+"""Row-offset convolutions (``q_w`` times the ideal work, ``q_h`` convolutions) when
+``q_w * s_h * s_w`` is at most this, offset groups (ideal work after gathering every 3x3
+patch) above it.  Measured on this project's 2-core CPU (240x240x64, 2 threads, idle):
+convolutions 22-64 ms against 74-133 ms at x1.1-x3.1 (``q_w * s^2`` up to 96), offset
+groups 73-97 ms against 90-103 ms at x3.7 and x3.9 (137, 152)."""
 
 KERNELS_AT_ONCE = 4096
 """Phase pairs predicted in one call; longer periods predict one row group at a time."""
@@ -121,7 +120,7 @@ class MetaUpscale(nn.Module):
         self._check(x)
         scale = Scale2d.of(scale)
         out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
-        if scale.h.q <= ROW_PHASE_MAX_Q and scale.w.q <= ROW_PHASE_MAX_Q:
+        if scale.w.q * scale.h.value * scale.w.value <= ROW_PHASE_MAX_WORK:
             return self._forward_row_phases(x, scale, out_shape)
         return self._forward_offset_batched(x, scale, out_shape)
 

@@ -141,7 +141,7 @@ def part_upscaler(scales, repeats: int, threads: int, memory: bool) -> list[dict
     print("|---|---|---|---|---|---|---|---|")
     with torch.no_grad():
         for s in scales:
-            module(x[..., :16, :16], s), module.forward_reference(x[..., :16, :16], s)  # warm
+            module(x, s), module.forward_reference(x[..., :16, :16], s)  # warm-up
             t = interleaved(
                 {
                     "fast": lambda s=s: module(x, s),

@@ -13,9 +13,9 @@ rule).  Two implementations compute the same function:
   kernels are predicted, and the work is done one of two ways (chosen per scale, see
   ``ROW_PHASE_MAX_WORK``): one row-strided convolution per input row offset with its row
   phases' kernels for all ``p_w`` column phases, then a column gather (``q_w`` times the
-  ideal work in ``q_h`` large convolutions: x1.1-x3.4); or grouped by input offset, the
-  ideal 576 multiply-adds per output pixel as one batched matmul over gathered 3x3 patches
-  (x3.6-x3.9 and long periods such as x2.37, q = 100).  Memory ``O(output + 48 MiB)``.
+  ideal work in ``q_h`` large convolutions: every trained scale but x3.7 and x3.9); or
+  grouped by input offset, the ideal 576 multiply-adds per output pixel as one batched
+  matmul over gathered 3x3 patches (x3.7, x3.9 and long periods such as x2.37, q = 100).  Memory ``O(output + 48 MiB)``.
 """
 
 from __future__ import annotations

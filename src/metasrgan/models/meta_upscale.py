@@ -15,7 +15,8 @@ rule).  Two implementations compute the same function:
   phases' kernels for all ``p_w`` column phases, then a column gather (``q_w`` times the
   ideal work in ``q_h`` large convolutions: every trained scale but x3.7 and x3.9); or
   grouped by input offset, the ideal 576 multiply-adds per output pixel as one batched
-  matmul over gathered 3x3 patches (x3.7, x3.9 and long periods such as x2.37, q = 100).  Memory ``O(output + 48 MiB)``.
+  matmul over gathered 3x3 patches (x3.7, x3.9 and long periods such as x2.37, q = 100).
+  Memory ``O(output + 48 MiB)``.
 """
 
 from __future__ import annotations

@@ -120,3 +120,27 @@ def test_plan_covers_the_output_once_with_aligned_origins(n, p, q):
     for t in tiles:
         assert t.start % q == 0 and 0 <= t.start < t.stop <= n
         assert t.local_start + t.out_stop - t.out_start <= axis.out_size(t.stop - t.start)
+
+
+def test_large_inputs_are_tiled_by_upscale_tensor_with_the_same_result(monkeypatch):
+    from metasrgan import inference
+    from metasrgan.registry import make
+
+    torch.manual_seed(0)
+    model = make({"name": "meta-srgan", "args": {"features": 8, "blocks": 1}}).eval()
+    x = torch.rand(1, 1, 70, 60)
+    with torch.no_grad():
+        whole = inference.upscale_tensor(model, x, 2.3)
+        calls = []
+        real = inference.__dict__.get("upscale_tiled")
+        assert real is None  # imported lazily, only for large inputs
+        import metasrgan.tiling as tiling
+
+        original = tiling.upscale_tiled
+        monkeypatch.setattr(
+            tiling, "upscale_tiled", lambda *a, **k: calls.append(1) or original(*a, **k)
+        )
+        monkeypatch.setattr(inference, "TILE_ABOVE_PIXELS", 32 * 32)
+        tiled = inference.upscale_tensor(model, x, 2.3)
+    assert calls
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)

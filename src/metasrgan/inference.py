@@ -18,6 +18,8 @@ from metasrgan.intensity import IntensityMap
 from metasrgan.scale import Scale2d
 
 SHIPPED_MODEL = "metasrgan-mri.safetensors"
+TILE_ABOVE_PIXELS = 512 * 512
+"""Inputs larger than this are upscaled in tiles (same result, bounded memory)."""
 
 
 class UntrainedModelWarning(UserWarning):
@@ -74,7 +76,14 @@ def upscale_tensor(
     image range; pass the input's own range to keep values beyond [0, 1])."""
     scale = Scale2d.of(scale)
     scale.warn_if_untrained()
-    y = model(x, scale, out_shape) if out_shape else model(x, scale)
+    rule = scale.out_shape(*x.shape[-2:])
+    large = x.shape[-2] * x.shape[-1] > TILE_ABOVE_PIXELS
+    if large and not model.training and tuple(out_shape or rule) == rule:
+        from metasrgan.tiling import upscale_tiled
+
+        y = upscale_tiled(model, x, scale, tile=256)  # bounded memory, equal to untiled
+    else:
+        y = model(x, scale, out_shape) if out_shape else model(x, scale)
     return y.clamp_(*clamp)
 
 

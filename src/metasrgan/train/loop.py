@@ -344,13 +344,16 @@ class Trainer:
         return self.val_images
 
     def _val_pair(self, im: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """HR cropped so that ``LR * scale`` is exactly HR, and its bicubic-degraded LR."""
+        """HR cropped so that ``LR * scale`` is exactly HR, and its bicubic-degraded LR (the
+        protocol of :mod:`metasrgan.evaluation`)."""
         from metasrgan.data.degrade import bicubic_downscale
+        from metasrgan.evaluation import exact_hr_window, exact_lr_shape
+        from metasrgan.scale import as_fraction
 
-        h, lh = _exact_crop(im.shape[0], scale)
-        w, lw = _exact_crop(im.shape[1], scale)
-        hr = im[:h, :w][None, None].to(self.device)
-        return hr, bicubic_downscale(hr, (lh, lw)).clamp(0, 1)
+        frac = as_fraction(scale)
+        top, left, h, w = exact_hr_window(tuple(im.shape), frac)
+        hr = im[top : top + h, left : left + w][None, None].to(self.device)
+        return hr, bicubic_downscale(hr, exact_lr_shape((h, w), frac)).clamp(0, 1)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
@@ -454,15 +457,6 @@ def _truncate_log(path: Path, step: int) -> None:
             continue
     text = "".join(x + "\n" for x in kept)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _exact_crop(n: int, scale: float) -> tuple[int, int]:
-    """Largest HR length <= n whose LR length times ``scale`` is exact: (hr, lr)."""
-    from metasrgan.scale import AxisScale
-
-    axis = AxisScale.of(scale)
-    k = n // axis.p
-    return k * axis.p, k * axis.q
 
 
 def _check_fixed_scale(generator: nn.Module, cfg: TrainConfig) -> None:

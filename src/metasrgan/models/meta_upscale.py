@@ -171,11 +171,7 @@ class MetaUpscale(nn.Module):
         if n_rh * n_cw * a_max * b_max > BATCHED_MAX_SLOTS:
             return self._forward_offset_groups(x, scale, out_shape)
         a_lim, b_lim = row_groups[-1][1], col_groups[-1][1]
-        pad = k // 2
-        n_kh, n_kw = -(-h_out // sh.p), -(-w_out // sw.p)  # period blocks per axis
-        extra_h = max((sh.q - 1) + (n_kh - 1) * sh.q + k - height - pad, pad)
-        extra_w = max((sw.q - 1) + (n_kw - 1) * sw.q + k - width - pad, pad)
-        xl = F.pad(x, (pad, extra_w, pad, extra_h)).permute(0, 2, 3, 1).contiguous()
+        xl, n_kh, n_kw = _padded_channels_last(x, scale, out_shape, k)
         hp, wp = xl.shape[1:3]
         slot_h, place_h = _slots(row_groups, a_max, x.device)
         slot_w, place_w = _slots(col_groups, b_max, x.device)
@@ -222,12 +218,7 @@ class MetaUpscale(nn.Module):
         sh, sw = scale.h, scale.w
         k, n_out = self.kernel_size, self.out_channels
         n_in = channels * k * k
-        pad = k // 2
-        n_kh, n_kw = -(-h_out // sh.p), -(-w_out // sw.p)  # period blocks per axis
-        # zero rows/columns beyond the image so that the last (partial) blocks can be read
-        extra_h = max((sh.q - 1) + (n_kh - 1) * sh.q + k - height - pad, pad)
-        extra_w = max((sw.q - 1) + (n_kw - 1) * sw.q + k - width - pad, pad)
-        xl = F.pad(x, (pad, extra_w, pad, extra_h)).permute(0, 2, 3, 1).contiguous()
+        xl, n_kh, n_kw = _padded_channels_last(x, scale, out_shape, k)
         hp, wp = xl.shape[1:3]
         # only the offsets whose phases exist in the output (all, unless H_out < p_h)
         row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
@@ -306,6 +297,20 @@ class MetaUpscale(nn.Module):
         patches = patches[:, :, src_r.to(x.device)][:, :, :, src_c.to(x.device)]
         # out[b, o, i, j] = sum_n weights[i, j, o, n] * patches[b, n, i, j]
         return torch.einsum("ijon,bnij->boij", weights, patches)
+
+
+def _padded_channels_last(
+    x: torch.Tensor, scale: Scale2d, out_shape: tuple[int, int], k: int
+) -> tuple[torch.Tensor, int, int]:
+    """``x`` zero-padded (``k // 2`` before, enough after that the last, partial period
+    blocks can be read) in channels-last layout, and the period blocks per axis."""
+    height, width = x.shape[-2:]
+    sh, sw = scale.h, scale.w
+    pad = k // 2
+    n_kh, n_kw = -(-out_shape[0] // sh.p), -(-out_shape[1] // sw.p)
+    extra_h = max((sh.q - 1) + (n_kh - 1) * sh.q + k - height - pad, pad)
+    extra_w = max((sw.q - 1) + (n_kw - 1) * sw.q + k - width - pad, pad)
+    return F.pad(x, (pad, extra_w, pad, extra_h)).permute(0, 2, 3, 1).contiguous(), n_kh, n_kw
 
 
 def _offset_groups(axis: AxisScale) -> list[tuple[int, int]]:

@@ -9,13 +9,7 @@ from metasrgan.scale import TRAINED_SCALES
 PAIRS = [(1.5, 3.2), (4.0, 1.1), (2.3, 3.7), (1.0, 2.5), (3.0, 2.0)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # many small operations: one thread avoids OpenMP waits on this shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small operations
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from metasrgan.tiling import plan_axis, receptive_radius, upscale_tiled
 SCALES = [2.3, 3.7, (1.5, 3.2), 1.1, 2.0]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # many small tiles: one thread avoids OpenMP waits on this shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small operations
 
 
 @pytest.fixture(scope="module")

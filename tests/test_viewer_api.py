@@ -28,13 +28,7 @@ from metasrgan.viewer.volumes import load_sample, load_volume  # noqa: E402
 SAMPLE = "sample-colin27_val"  # axial slices 213 x 181 after reorientation to RAS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Many small convolutions: one thread avoids OpenMP stalls on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small operations
 
 
 def _random_model(skip: str = "bicubic", norm: str = "none") -> torch.nn.Module:

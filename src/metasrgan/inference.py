@@ -6,6 +6,7 @@ Volumes, files and folders build on :func:`upscale_image` (see :mod:`metasrgan.v
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -22,16 +23,64 @@ TILE_ABOVE_PIXELS = 512 * 512
 """Inputs larger than this are upscaled in tiles (same result, bounded memory)."""
 
 
+ACQUISITIONS = ("auto", "kspace", "thick", "bicubic")
+"""What ``--acquisition`` may name: how the low-resolution input was made.  ``auto`` picks
+the model's default in-plane and ``thick`` along the thick (through-plane) axis."""
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
 class UntrainedModelWarning(UserWarning):
     pass
 
 
+class NonFiniteOutputError(ValueError):
+    """The model produced NaN or Inf: an error, never a file."""
+
+
 def pick_device(name: str = "auto") -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; anything
+    else, or a device this machine lacks, is a ``ValueError`` naming ``--device``."""
+    name = str(name).strip().lower()
+    if not DEVICE_PATTERN.match(name):
+        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps was asked for, but MPS is not available")
     return torch.device(name)
+
+
+def model_acquisition(
+    model: nn.Module, requested: str | None = "auto", through_plane: bool = False
+) -> str | None:
+    """The ``acquisition`` keyword to pass to ``model``, or None for models without one.
+
+    Models list what they know in ``model.acquisitions`` (empty or absent on older models,
+    which get no keyword).  Through-plane passes (slices upscaled along the thick axis) use
+    ``"thick"`` when the model knows it; other passes the request, ``auto`` meaning
+    ``model.default_acquisition``.
+    """
+    known = tuple(getattr(model, "acquisitions", ()) or ())
+    if not known:
+        return None
+    if through_plane and "thick" in known:
+        return "thick"
+    if requested in (None, "auto"):
+        return getattr(model, "default_acquisition", None) or known[0]
+    if requested not in known:
+        raise ValueError(
+            f"--acquisition {requested!r}: this model knows {', '.join(known)} (or auto)"
+        )
+    return requested
 
 
 def shipped_model_path() -> Path | None:
@@ -71,22 +120,39 @@ def upscale_tensor(
     scale,
     out_shape: tuple[int, int] | None = None,
     clamp: tuple[float, float] = (0.0, 1.0),
+    acquisition: str | None = None,
 ) -> torch.Tensor:
     """``[B, C, H, W]`` in [0, 1] -> upscaled, clamped to ``clamp`` (the paper clamps to the
-    image range; pass the input's own range to keep values beyond [0, 1])."""
+    image range; pass the input's own range to keep values beyond [0, 1]).
+
+    ``acquisition`` is passed to models that list acquisitions (see
+    :func:`model_acquisition`).  Raises :class:`NonFiniteOutputError` when the model's
+    output has NaN or Inf values.
+    """
     scale = Scale2d.of(scale)
     scale.warn_if_untrained()
+    extra = {"acquisition": acquisition} if acquisition and _knows_acquisitions(model) else {}
     rule = scale.out_shape(*x.shape[-2:])
     large = x.shape[-2] * x.shape[-1] > TILE_ABOVE_PIXELS
     if large and not model.training and tuple(out_shape or rule) == rule:
         from metasrgan.tiling import upscale_tiled
 
-        y = upscale_tiled(model, x, scale, tile=256)  # bounded memory, equal to untiled
+        y = upscale_tiled(model, x, scale, tile=256, **extra)  # bounded memory, = untiled
     else:
-        y = model(x, scale, out_shape) if out_shape else model(x, scale)
+        y = model(x, scale, out_shape, **extra) if out_shape else model(x, scale, **extra)
+    if not torch.isfinite(y).all():
+        raise NonFiniteOutputError(
+            "the model's output has NaN or Inf values (a broken or diverged model file?); "
+            "nothing is written"
+        )
     return y.clamp_(*clamp)
 
 
+def _knows_acquisitions(model: nn.Module) -> bool:
+    return bool(getattr(model, "acquisitions", ()))
+
+
+@torch.inference_mode()
 def upscale_image(
     model: nn.Module,
     image: np.ndarray,
@@ -94,11 +160,13 @@ def upscale_image(
     out_shape: tuple[int, int] | None = None,
     intensity: IntensityMap | None = None,
     device: str | torch.device | None = None,
+    acquisition: str | None = "auto",
 ) -> np.ndarray:
-    """Upscale a 2D array in any units; the result is float32 in the same units.
+    """Upscale a 2D array ``[H, W]`` in any units; the result is float32 in the same units.
 
     ``intensity`` maps the image to [0, 1] (fitted on the image when None; pass one fitted
-    on the whole volume for consistent slices).
+    on the whole volume for consistent slices).  ``out_shape`` overrides the size rule
+    (the scale must then be the exact size ratio).
     """
     image = np.asarray(image)
     if image.ndim != 2:
@@ -108,5 +176,7 @@ def upscale_image(
     unit = intensity.apply(image, clip=False)
     x = torch.from_numpy(unit)[None, None].to(device)
     # nothing above the 99.5th percentile is lost: values stay in the input's own range
-    y = upscale_tensor(model, x, scale, out_shape, clamp=(float(unit.min()), float(unit.max())))
+    clamp = (float(unit.min()), float(unit.max()))
+    acq = model_acquisition(model, acquisition)
+    y = upscale_tensor(model, x, scale, out_shape, clamp=clamp, acquisition=acq)
     return intensity.invert(y[0, 0].cpu().numpy())

@@ -90,6 +90,7 @@ def upscale_tiled(
     tile: int = 128,
     overlap: int | None = None,
     progress: bool = False,
+    acquisition: str | None = None,
 ) -> torch.Tensor:
     """Upscale ``x`` (``[B, C, H, W]`` in [0, 1]) tile by tile; equals ``model(x, scale)``.
 
@@ -102,6 +103,7 @@ def upscale_tiled(
         overlap: LR pixels of context around each core; default (and minimum) the model's
             :func:`receptive_radius`.
         progress: show a progress bar over tiles.
+        acquisition: passed on to models that take one (``model.acquisitions``).
 
     Returns the unclamped output ``[B, C, H_out, W_out]`` (clamp it as ``upscale_tensor`` does).
     """
@@ -131,6 +133,7 @@ def upscale_tiled(
     rows = plan_axis(height, scale.h, tile, overlap)
     cols = plan_axis(width, scale.w, tile, overlap)
     bicubic_skip = getattr(model, "skip", None) == "bicubic"
+    extra = {"acquisition": acquisition} if acquisition else {}
     out = None
     bar = None
     if progress:
@@ -140,7 +143,7 @@ def upscale_tiled(
     for r in rows:
         for c in cols:
             window = x[:, :, r.start : r.stop, c.start : c.stop]
-            y = model(window, scale)
+            y = model(window, scale, **extra)
             if bicubic_skip:
                 y = y - bicubic_resize(window, y.shape[-2:])
             if out is None:

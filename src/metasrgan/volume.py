@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from metasrgan.intensity import IntensityMap
-from metasrgan.scale import AxisScale, Scale2d, as_fraction
+from metasrgan.scale import MAX_SCALE, MAX_SCALE_DENOMINATOR, AxisScale, Scale2d, parse_scale
 
 TRAINED_SPACING_MM = (0.5, 1.0)
 """Voxel sizes of the data the shipped model learned from (Colin27/MNI152 at 1 mm)."""
@@ -37,8 +37,30 @@ def scaled_affine(affine: np.ndarray, factors: tuple[float, float, float]) -> np
 
 
 def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel size (mm) along each voxel axis: the lengths of the affine's columns."""
+    """Voxel size (mm) along each voxel axis: the lengths of the affine's columns.
+
+    The one spacing rule of the project (a header's pixdim can disagree with its affine;
+    the affine is what places voxels in space).
+    """
     return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+
+
+def check_affine(affine: np.ndarray, where: str = "") -> None:
+    """Refuse affines that cannot place voxels: not 4x4, NaN/Inf, or singular (a zero or
+    collapsed column: writing on them would give an output that overlays nothing)."""
+    prefix = f"{where}: " if where else ""
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4):
+        raise ValueError(f"{prefix}broken header: the affine has shape {a.shape}, not 4x4")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{prefix}broken header: the affine has NaN or Inf entries")
+    zooms = spacing_of(a)
+    singular = np.linalg.svd(a[:3, :3], compute_uv=False)
+    if min(zooms) <= 1e-6 or singular[-1] <= 1e-6 * singular[0]:
+        raise ValueError(
+            f"{prefix}broken header: voxel sizes {tuple(round(z, 6) for z in zooms)} mm, "
+            f"the affine is singular (rank {int(np.sum(singular > 1e-6 * singular[0]))})"
+        )
 
 
 @dataclass(frozen=True)
@@ -49,6 +71,8 @@ class VolumePlan:
     in_plane: tuple[int, int]
     through: int
     in_shape: tuple[int, int, int]
+    kept: tuple[str, ...] = ()
+    """Notes on axes left as they are (already fine enough, or one voxel)."""
 
     @property
     def out_shape(self) -> tuple[int, int, int]:
@@ -58,7 +82,7 @@ class VolumePlan:
         )
 
     def notes(self) -> list[str]:
-        out = []
+        out = list(self.kept)
         for axis, (f, n, m) in enumerate(
             zip(self.factors, self.in_shape, self.out_shape, strict=True)
         ):
@@ -72,14 +96,70 @@ class VolumePlan:
         return out
 
 
+def _plane_axes(
+    shape: tuple[int, int, int], zooms: tuple[float, ...], axes: tuple[int, int] | None
+) -> tuple[int, int]:
+    """The in-plane axes: ``axes`` if given; else all but a one-voxel axis (a single slice
+    keeps its geometry whatever axis it lies on); else all but the axis with the largest
+    spacing (ties: the last axis), the through-plane axis of an anisotropic scan."""
+    if axes is not None:
+        if len(axes) != 2 or len(set(axes)) != 2 or not all(0 <= a < 3 for a in axes):
+            raise ValueError(f"--axes takes two different axes out of 0, 1, 2; got {axes}")
+        return tuple(sorted(int(a) for a in axes))
+    singles = [a for a in range(3) if shape[a] == 1]
+    thickest = max(range(3), key=lambda a: (round(zooms[a], 4), a))
+    through = singles[-1] if singles else thickest
+    return tuple(a for a in range(3) if a != through)
+
+
+def _spacing_factors(
+    shape: tuple[int, int, int], zooms: tuple[float, ...], spacing
+) -> tuple[list[Fraction], list[str]]:
+    """Exact factors reaching ``spacing`` (mm, one or three); axes already at least as fine,
+    or with one voxel, are kept.  Ratios are the nearest ``p/q`` with ``q`` at most
+    :data:`~metasrgan.scale.MAX_SCALE_DENOMINATOR` (cost); the reached spacing is noted."""
+    target = (spacing,) * 3 if np.isscalar(spacing) else tuple(spacing)
+    if len(target) != 3 or not all(np.isfinite(t) and t > 0 for t in target):
+        raise ValueError(f"--spacing must be one or three positive finite mm values: {spacing}")
+    factors, kept = [], []
+    for axis, (n, z, t) in enumerate(zip(shape, zooms, target, strict=True)):
+        ratio = Fraction(z / t).limit_denominator(MAX_SCALE_DENOMINATOR)
+        if n == 1 or ratio <= 1:
+            if n == 1:
+                kept.append(f"axis {axis}: one voxel: kept as it is")
+            elif abs(z - t) > 1e-3 * t:
+                kept.append(f"axis {axis}: kept at {z:g} mm (target {t:g} mm; this tool refines)")
+            factors.append(Fraction(1))
+            continue
+        if ratio > MAX_SCALE:
+            raise ValueError(
+                f"--spacing {t:g} mm asks for x{float(ratio):g} on axis {axis} ({z:g} mm); "
+                f"the largest factor is {MAX_SCALE}"
+            )
+        reached = z / float(ratio)
+        if abs(reached - t) > 1e-3 * t:
+            kept.append(
+                f"axis {axis}: {z:g} mm / {ratio} = {reached:.4g} mm (nearest exact factor "
+                f"with a denominator up to {MAX_SCALE_DENOMINATOR})"
+            )
+        factors.append(ratio)
+    if all(f == 1 for f in factors):
+        raise ValueError(
+            f"--spacing {spacing}: the input's voxels {tuple(round(z, 4) for z in zooms)} mm "
+            "are not coarser than that on any axis: this tool upsamples"
+        )
+    return factors, kept
+
+
 def plan_volume(
     shape: tuple[int, ...],
     affine: np.ndarray,
-    scale: float | None = None,
+    scale: float | str | Fraction | None = None,
     spacing: float | tuple[float, float, float] | None = None,
     axes: tuple[int, int] | None = None,
 ) -> VolumePlan:
-    """Decide factors per axis from ``--scale`` (in-plane) or ``--spacing`` (every axis)."""
+    """Decide factors per axis from ``scale`` (in-plane) or ``spacing`` (every axis), before
+    any voxel is read: ``shape`` and ``affine`` come from the header."""
     if len(shape) != 3:
         raise ValueError(
             f"expected a 3D volume, got shape {tuple(shape)}"
@@ -87,35 +167,19 @@ def plan_volume(
         )
     if (scale is None) == (spacing is None):
         raise ValueError("give exactly one of --scale and --spacing for a volume")
+    check_affine(affine)
+    shape = tuple(int(n) for n in shape)
     zooms = spacing_of(affine)
-    if not all(np.isfinite(zooms)) or min(zooms) <= 1e-6:
-        raise ValueError(f"broken header: voxel sizes {zooms} (the affine is singular)")
-    if axes is not None:
-        if len(set(axes)) != 2 or not all(0 <= a < 3 for a in axes):
-            raise ValueError(f"--axes takes two different axes out of 0, 1, 2; got {axes}")
-        in_plane = tuple(sorted(axes))
-    else:
-        # the through-plane axis has the largest spacing (ties: the last axis)
-        through_axis = max(range(3), key=lambda a: (round(zooms[a], 4), a))
-        in_plane = tuple(a for a in range(3) if a != through_axis)
+    in_plane = _plane_axes(shape, zooms, axes)
     through = ({0, 1, 2} - set(in_plane)).pop()
+    kept: list[str] = []
     if scale is not None:
-        f = as_fraction(scale)
+        f = parse_scale(scale, "--scale")
         factors = [Fraction(1)] * 3
         factors[in_plane[0]] = factors[in_plane[1]] = f
     else:
-        target = (spacing,) * 3 if np.isscalar(spacing) else tuple(spacing)
-        if any(t <= 0 for t in target):
-            raise ValueError(f"--spacing must be positive, got {spacing}")
-        factors = []
-        for z, t in zip(zooms, target, strict=True):
-            ratio = Fraction(z / t).limit_denominator(100)
-            if ratio < 1:
-                raise ValueError(
-                    f"--spacing {t:g} mm is coarser than the input's {z:g} mm: this tool upsamples"
-                )
-            factors.append(ratio)
-    return VolumePlan(tuple(factors), in_plane, through, tuple(shape))
+        factors, kept = _spacing_factors(shape, zooms, spacing)
+    return VolumePlan(tuple(factors), in_plane, through, shape, tuple(kept))
 
 
 def check_spacing(affine: np.ndarray) -> None:
@@ -136,13 +200,14 @@ def _slices_upscale(
     axis: int,
     factors: tuple[Fraction, Fraction],
     intensity: IntensityMap,
-    device: torch.device,
     batch: int,
     progress: Callable | None,
+    acquisition: str | None,
 ) -> np.ndarray:
     """Upscale every 2D slice of ``data`` taken along ``axis`` by (factors[0], factors[1])."""
     from metasrgan.inference import upscale_tensor
 
+    device = next(iter(model.parameters())).device
     moved = np.moveaxis(data, axis, 0)
     scale = Scale2d(
         AxisScale(factors[0].numerator, factors[0].denominator),
@@ -157,13 +222,30 @@ def _slices_upscale(
     for start in range(0, moved.shape[0], batch):
         chunk = intensity.apply(moved[start : start + batch], clip=False)
         x = torch.from_numpy(np.ascontiguousarray(chunk))[:, None].to(device)
-        y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi))
+        y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi), acquisition=acquisition)
         out[start : start + batch] = intensity.invert(y[:, 0].cpu().numpy())
         if progress is not None:
             progress(len(chunk))
     return np.moveaxis(out, 0, axis)
 
 
+def volume_passes(plan: VolumePlan) -> list[tuple[int, tuple[Fraction, Fraction], bool]]:
+    """The 2D passes that carry out ``plan``: ``(slicing axis, factors of the two remaining
+    axes in their order, through_plane)``.  In-plane factors go slice by slice; a
+    through-plane factor then runs on the perpendicular slices as a ``(1, s)``-type scale."""
+    a, b = plan.in_plane
+    t = plan.through
+    f = plan.factors
+    work = [(t, (f[a], f[b]), False)] if (f[a] > 1 or f[b] > 1) else []
+    if f[t] > 1:
+        rest = [x for x in range(3) if x != a]
+        work.append((a, tuple(f[t] if x == t else Fraction(1) for x in rest), True))
+    if not work:
+        raise ValueError("every factor is 1: nothing to do")
+    return work
+
+
+@torch.inference_mode()
 def upscale_volume(
     model: nn.Module,
     data: np.ndarray,
@@ -171,39 +253,43 @@ def upscale_volume(
     plan: VolumePlan,
     batch: int = 1,
     progress: bool = True,
+    acquisition: str | None = "auto",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Run ``plan`` on ``data``; returns the upscaled volume in the input's units and its affine.
+    """Run ``plan`` on ``data`` ``[X, Y, Z]`` (any units); returns the upscaled float32
+    volume in the same units and its affine (see the module docstring for the geometry).
 
-    In-plane factors are applied slice by slice; a through-plane factor > 1 is then applied on
-    the perpendicular slices with a (1, factor) asymmetric scale.
+    ``acquisition`` (``auto``, ``kspace``, ``bicubic``...) is what in-plane passes tell models
+    that take one; through-plane passes say ``thick`` (:func:`~metasrgan.inference.
+    model_acquisition`).  Raises ``ValueError`` for NaN/Inf input and
+    :class:`~metasrgan.inference.NonFiniteOutputError` for a NaN/Inf output.
     """
+    from metasrgan.inference import model_acquisition
+
+    if batch < 1:
+        raise ValueError(f"--batch must be at least 1, got {batch}")
+    check_affine(affine)
     data = np.asarray(data, dtype=np.float32)
+    if tuple(data.shape) != tuple(plan.in_shape):
+        raise ValueError(f"the volume has shape {data.shape}, the plan {plan.in_shape}")
     if not np.isfinite(data).all():
         raise ValueError("the volume contains NaN or Inf values")
     intensity = IntensityMap.fit(data)
-    device = next(iter(model.parameters())).device
-    a, b = plan.in_plane
-    t = plan.through
-    f = plan.factors
-    # each pass: (slicing axis, factors of the two remaining axes in their order)
-    work = [(t, (f[a], f[b]))] if (f[a] > 1 or f[b] > 1) else []
-    if f[t] > 1:
-        rest = [x for x in range(3) if x != a]
-        work.append((a, tuple(f[t] if x == t else Fraction(1) for x in rest)))
-    if not work:
-        raise ValueError("every factor is 1: nothing to do")
+    work = volume_passes(plan)
     bar = None
     if progress:
         from tqdm import tqdm
 
         total = sum(plan.in_shape[axis] if i == 0 else plan.out_shape[axis]
-                    for i, (axis, _) in enumerate(work))  # fmt: skip
+                    for i, (axis, _, _) in enumerate(work))  # fmt: skip
         bar = tqdm(total=total, unit="slice", desc="upscaling", dynamic_ncols=True)
     out = data
-    for axis, pair in work:
-        out = _slices_upscale(model, out, axis, pair, intensity, device, batch,
-                              bar.update if bar else None)  # fmt: skip
-    if bar is not None:
-        bar.close()
-    new_affine = scaled_affine(affine, tuple(float(x) for x in f))
-    return out.astype(np.float32), new_affine
+    try:
+        for axis, pair, through in work:
+            acq = model_acquisition(model, acquisition, through_plane=through)
+            out = _slices_upscale(model, out, axis, pair, intensity, batch,
+                                  bar.update if bar else None, acq)  # fmt: skip
+    finally:
+        if bar is not None:
+            bar.close()
+    new_affine = scaled_affine(affine, tuple(float(x) for x in plan.factors))
+    return out.astype(np.float32, copy=False), new_affine

@@ -35,6 +35,15 @@ def available() -> list[str]:
     return sorted(_MODELS)
 
 
+def constructor(name: str) -> Callable[..., nn.Module]:
+    """The class registered as ``name`` (for checking a spec's arguments before building)."""
+    import metasrgan.models  # noqa: F401
+
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; available: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name]
+
+
 def make(spec: ModelSpec) -> nn.Module:
     """Build a model from ``{"name": str, "args": dict}``; the spec is kept on the model."""
     import metasrgan.models  # noqa: F401

@@ -104,7 +104,7 @@ def test_bad_requests_fail_clearly(tmp_path, model_file, colin, capsys):
     data, affine = colin
     src = _nifti(tmp_path / "v.nii.gz", data, affine)
     assert main(["upscale", str(src), "--size", "10x10", "-o", str(tmp_path / "o.nii.gz"),
-                 "--model", str(model_file)]) == 1  # fmt: skip
+                 "--model", str(model_file)]) == 2  # fmt: skip
     assert "--size applies to 2D" in capsys.readouterr().err
     four_d = _nifti(tmp_path / "bold.nii.gz", np.stack([data, data], -1), affine)
     assert main(["upscale", str(four_d), "--scale", "2", "-o", str(tmp_path / "o2.nii.gz"),

@@ -6,7 +6,6 @@ Volumes, files and folders build on :func:`upscale_image` (see :mod:`metasrgan.v
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from importlib import resources
 from pathlib import Path
@@ -15,19 +14,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from metasrgan.api.options import UsageError, check_device
 from metasrgan.intensity import IntensityMap
 from metasrgan.scale import Scale2d
 
 SHIPPED_MODEL = "metasrgan-mri.safetensors"
 TILE_ABOVE_PIXELS = 512 * 512
 """Inputs larger than this are upscaled in tiles (same result, bounded memory)."""
-
-
-ACQUISITIONS = ("auto", "kspace", "thick", "bicubic")
-"""What ``--acquisition`` may name: how the low-resolution input was made.  ``auto`` picks
-the model's default in-plane and ``thick`` along the thick (through-plane) axis."""
-
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 class UntrainedModelWarning(UserWarning):
@@ -40,22 +33,20 @@ class NonFiniteOutputError(ValueError):
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; anything
-    else, or a device this machine lacks, is a ``ValueError`` naming ``--device``."""
-    name = str(name).strip().lower()
-    if not DEVICE_PATTERN.match(name):
-        raise ValueError(f"--device must be auto, cpu, cuda or cuda:N; got {name!r}")
+    else, or a device this machine lacks, is a :class:`~metasrgan.api.UsageError`."""
+    name = check_device(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for, but no CUDA GPU is available")
+            raise UsageError("--device cuda was asked for, but no CUDA GPU is available")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise ValueError(
+            raise UsageError(
                 f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
             )
     if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps was asked for, but MPS is not available")
+        raise UsageError("--device mps was asked for, but MPS is not available")
     return torch.device(name)
 
 
@@ -77,7 +68,7 @@ def model_acquisition(
     if requested in (None, "auto"):
         return getattr(model, "default_acquisition", None) or known[0]
     if requested not in known:
-        raise ValueError(
+        raise UsageError(
             f"--acquisition {requested!r}: this model knows {', '.join(known)} (or auto)"
         )
     return requested

@@ -48,7 +48,7 @@ def test_prepare_detects_a_div2k_folder_and_reports_bad_files(tmp_path, capsys):
     paths = make_div2k(tmp_path / "DIV2K", count=5)
     paths[2].write_bytes(b"\x89PNG broken")
     out = tmp_path / "out"
-    assert main(["data", "prepare", str(tmp_path / "DIV2K"), str(out), "--split", "all"]) == 2
+    assert main(["data", "prepare", str(tmp_path / "DIV2K"), str(out), "--split", "all"]) == 1
     assert paths[2].name in capsys.readouterr().err
     argv = ["data", "prepare", str(tmp_path / "DIV2K"), str(out), "--split", "all"]
     assert main([*argv, "--on-error", "skip"]) == 0

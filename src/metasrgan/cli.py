@@ -2,13 +2,23 @@
 
 Each subcommand is registered in :data:`COMMANDS` as ``name -> (module, help)``; the module
 provides ``add_arguments(parser)`` and ``run(args) -> int``.
+
+Exit codes: 0 success; 1 a file failed (some inputs, or a file that could not be read or
+written); 2 a usage error (bad options, a missing input, a request refused before any
+work; argparse's errors too); 130 interrupted by Ctrl+C (SIGINT), 143 by SIGTERM.  While a
+command runs, SIGINT and SIGTERM raise :class:`metasrgan.atomic.Interrupted` (a
+KeyboardInterrupt), so every ``finally`` block runs and no temporary file is left behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 from metasrgan import __version__
 
@@ -37,7 +47,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def interrupts_as_exceptions() -> Iterator[list[int]]:
+    """Turn SIGINT and SIGTERM into :class:`~metasrgan.atomic.Interrupted` for the block;
+    yields the list of signals received (a library that swallowed one must not exit 0)."""
+    from metasrgan.atomic import raise_interrupted
+
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        received.append(signum)
+        raise_interrupted(signum, frame)
+
+    saved = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        saved[sig] = signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, previous in saved.items():
+            signal.signal(sig, previous)
+
+
+def _is_usage_error(err: BaseException) -> bool:
+    """``metasrgan.api``'s UsageError (matched by name: importing it here would load torch)."""
+    return any(cls.__name__ == "UsageError" for cls in type(err).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with interrupts_as_exceptions() as received:
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt as err:
+            signum = getattr(err, "signum", signal.SIGINT)
+            name = signal.Signals(signum).name
+            print(f"metasrgan: interrupted ({name}); nothing partial was left", file=sys.stderr)
+            return 128 + signum
+    if received:  # swallowed by some library on the way: still not a success
+        print("metasrgan: interrupted", file=sys.stderr)
+        return 128 + received[0]
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = COMMANDS
     if not argv or argv[0] not in commands:
@@ -53,14 +108,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv[1:])
     try:
         return int(module.run(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, OSError, KeyError) as err:
+        from metasrgan.atomic import interrupt_in_chain
+
+        interrupt = interrupt_in_chain(err)
+        if interrupt is not None:  # a library wrapped a Ctrl+C: it is still an interruption
+            raise interrupt from None
         if getattr(args, "debug", False):
             raise
-        print(f"metasrgan {name}: error: {err}", file=sys.stderr)
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"metasrgan {name}: error: {message}", file=sys.stderr)
+        return _exit_code(err)
+
+
+def _exit_code(err: BaseException) -> int:
+    """2 for what the user asked (options, missing inputs), 1 for a file that failed."""
+    if _is_usage_error(err) or isinstance(err, (FileNotFoundError, KeyError)):
         return 2
+    if isinstance(err, OSError):  # permission denied, disk full, ...: the files failed
+        return 1
+    return 2  # other ValueErrors: a request refused before any work
 
 
 if __name__ == "__main__":

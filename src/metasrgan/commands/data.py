@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="splits to write (default: train and val)",
     )
     prepare.add_argument(
-        "--force", action="store_true", help="write into a folder that already holds a manifest"
+        "--force",
+        action="store_true",
+        help="replace a folder that already holds a prepared dataset",
     )
 
     stats = sub.add_parser(
@@ -166,7 +168,52 @@ def detect_kind(folder: Path, modality: str = "t1ce") -> str:
 # ---------------------------------------------------------------------------- prepare
 
 
+def check_prepare_output(out: Path, src: str, force: bool) -> bool:
+    """Refuse an output that is a file, a folder of other things, or overlaps the source;
+    True when an existing prepared dataset is to be replaced (``--force``)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder; data prepare writes a folder")
+    source = Path(src)
+    if source.is_dir():
+        a, b = out.resolve(), source.resolve()
+        if a == b or b in a.parents or a in b.parents:
+            raise ValueError(
+                f"{out}: the output folder overlaps the source {src}; write it elsewhere "
+                "(a rerun would read its own output, or replacing it would delete the source)"
+            )
+    if not out.is_dir():
+        return False
+    if (out / "manifest.json").exists():
+        if not force:
+            raise ValueError(f"{out} already holds a prepared dataset; pass --force to replace it")
+        return True
+    if any(out.iterdir()):
+        raise ValueError(
+            f"{out}: the folder holds other files (no manifest.json); choose a new or empty folder"
+        )
+    return True
+
+
 def prepare(args: argparse.Namespace) -> int:
+    """Write the slices into a temporary folder beside OUT and rename it at the end: a
+    failure, ``--on-error skip`` run or interruption never leaves a partial dataset."""
+    from metasrgan.atomic import atomic_folder
+    from metasrgan.data.io import ImageReadError
+
+    out: Path = args.out
+    replace = check_prepare_output(out, str(args.src), args.force)
+    spec = source_spec(args)
+    try:
+        with atomic_folder(out, replace=replace) as tmp:
+            count, manifest = _write_prepared(tmp, spec, args)
+    except ImageReadError as err:
+        print(f"metasrgan data prepare: error: {err}; nothing was written", file=sys.stderr)
+        return 1
+    print(f"wrote {count} slices and {out / manifest.name}")
+    return 0
+
+
+def _write_prepared(out: Path, spec: dict[str, Any], args: argparse.Namespace):
     import numpy as np
     from tqdm import tqdm
 
@@ -174,10 +221,6 @@ def prepare(args: argparse.Namespace) -> int:
     from metasrgan.data.io import MRImage, write_image
     from metasrgan.data.manifest import write_manifest
 
-    out: Path = args.out
-    if (out / "manifest.json").exists() and not args.force:
-        raise ValueError(f"{out} already holds a prepared dataset; pass --force to overwrite")
-    spec = source_spec(args)
     splits = args.split or ["train", "val"]
     rows: list[dict[str, Any]] = []
     counts: dict[str, Any] = {}
@@ -212,9 +255,7 @@ def prepare(args: argparse.Namespace) -> int:
             )
         print(result.summary(), file=sys.stderr)
     meta = {"source": spec, "counts": counts, "failed": failed, "value_range": [0.0, 1.0]}
-    path = write_manifest(out, meta, rows)
-    print(f"wrote {len(rows)} slices and {path}")
-    return 0
+    return len(rows), write_manifest(out, meta, rows)
 
 
 # ---------------------------------------------------------------------------- stats

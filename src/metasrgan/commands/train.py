@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -53,22 +54,25 @@ def run(args: argparse.Namespace) -> int:
         # under torchrun every rank must agree on one new folder: rank 0 picks it
         dist = init_distributed(pick_device(cfg.device).type)
         run_dir = agree_run_dir(dist, Path(args.runs), args.name or cfg.name)
-    if dist.main:
-        print(f"run folder: {run_dir}")
+    created = not args.resume  # agree_run_dir made it for this run
+    trainer = None
     try:
-        try:
-            trainer = Trainer(
-                cfg, run_dir, init_from=args.init_from, resume=bool(args.resume),
-                progress=not args.no_progress,
-            )  # fmt: skip
-        except BaseException:
-            if not args.resume and dist.main and not any(run_dir.iterdir()):
-                run_dir.rmdir()  # nothing was trained: leave no empty run folder behind
-            raise
+        if dist.main:
+            print(f"run folder: {run_dir}")
+        trainer = Trainer(
+            cfg, run_dir, init_from=args.init_from, resume=bool(args.resume),
+            progress=not args.no_progress,
+        )  # fmt: skip
         try:
             final = trainer.fit()
         except FloatingPointError as err:
             raise ValueError(f"{err}; the last saved state is in {run_dir / 'state'}") from err
+    except BaseException:
+        if created and dist.main:
+            if trainer is not None and trainer.writer is not None:
+                trainer.writer.close()  # TensorBoard's thread must not write into it later
+            remove_unfinished_run(run_dir)
+        raise
     finally:
         if dist.world_size > 1:
             import torch.distributed as tdist
@@ -78,3 +82,23 @@ def run(args: argparse.Namespace) -> int:
     if dist.main:
         print(f"done: {trainer.step} steps; model {final}")
     return 0
+
+
+def remove_unfinished_run(run_dir: Path) -> bool:
+    """Remove a run folder this process created when the run failed or was interrupted
+    before its first checkpoint: nothing in it could be resumed or used.  A folder with a
+    checkpoint or a training state is kept (``--resume`` continues it)."""
+    import shutil
+
+    if not run_dir.is_dir():
+        return False
+    checkpoints = run_dir / "checkpoints"
+    if (run_dir / "state").exists() or (run_dir / "state.old").exists():
+        return False
+    if checkpoints.is_dir() and any(checkpoints.glob("*.safetensors")):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    print(
+        f"removed the unfinished run folder {run_dir} (no checkpoint was written)", file=sys.stderr
+    )
+    return True

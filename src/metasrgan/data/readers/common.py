@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from metasrgan.atomic import interrupt_in_chain
+
 DEFAULT_MAX_VOXELS = 256 * 1024 * 1024
 """Largest image a reader decodes: 268,435,456 voxels (1 GiB as float32), e.g. 645^3 or
 16384x16384; a BraTS volume has 8.9 million.  ``METASRGAN_MAX_VOXELS`` or ``max_voxels=``
@@ -157,13 +159,9 @@ def check_readable_file(path: Path) -> os.stat_result:
 def reraise_interrupt(err: BaseException) -> None:
     """Re-raise the KeyboardInterrupt (or SIGTERM, see :mod:`metasrgan.cli`) hidden in
     ``err``'s chain: a library that wrapped a Ctrl+C must not make a good file look bad."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        if isinstance(current, KeyboardInterrupt):
-            raise current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+    interrupt = interrupt_in_chain(err)
+    if interrupt is not None:
+        raise interrupt
 
 
 def check_geometry(

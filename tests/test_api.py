@@ -75,7 +75,7 @@ def test_arrays_2d_and_3d_with_affine(tiny, scan, one_thread):
 def test_tensor_batch_in_unit_range(tiny, scan):
     x = torch.from_numpy(scan.get_fdata(dtype=np.float32)).permute(2, 0, 1)[:, None] / 1000
     y = metasrgan.upscale(x.clamp(0, 1), scale=(1.5, 3), model=tiny)
-    assert y.shape == (3, 1, 48, 96) and 0 <= float(y.min()) and float(y.max()) <= 1
+    assert y.shape == (3, 1, 48, 96) and float(y.min()) >= 0 and float(y.max()) <= 1
     assert not y.is_inference()
     y.mul_(2)  # a normal tensor: in-place edits work
     with pytest.raises(ValueError, match=r"\[B, 1, H, W\]"):

@@ -64,8 +64,7 @@ def test_arrays_2d_and_3d_with_affine(tiny, scan, one_thread):
     assert out.shape == (80, 80) and out.dtype == np.float32
     assert abs(out.mean() - 7.0 * data[:, :, 0].mean()) < 0.05 * 7.0 * data[:, :, 0].mean()
     assert metasrgan.upscale(data[:, :, 0], size=(40, 50), model=tiny).shape == (40, 50)
-    volume, affine = metasrgan.upscale(data, spacing=0.5, model=tiny, affine=scan.affine,
-                                       batch=64)
+    volume, affine = metasrgan.upscale(data, spacing=0.5, model=tiny, affine=scan.affine, batch=64)
     assert volume.shape == (64, 64, 6)
     np.testing.assert_allclose(spacing_of(affine), [0.5, 0.5, 0.5], atol=1e-9)
     with pytest.raises(ValueError, match="without an affine"):

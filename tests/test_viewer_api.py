@@ -41,14 +41,23 @@ def _random_model(skip: str = "bicubic", norm: str = "none") -> torch.nn.Module:
     return model.eval()
 
 
+LOCAL = "http://127.0.0.1:8000"
+
+
+def _local(app, **kwargs) -> TestClient:
+    """A client on the loopback host the viewer answers, with the page's upload token."""
+    token = app.state.viewer.token
+    return TestClient(app, base_url=LOCAL, headers={"x-metasrgan-token": token}, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def app():
-    return server.create_app(model=_random_model())
+    return server.create_app(model=_random_model(), lookahead=0)
 
 
 @pytest.fixture(scope="module")
 def client(app):
-    with TestClient(app) as c:
+    with _local(app) as c:
         yield c
 
 
@@ -71,10 +80,12 @@ def _zoom(client, scale, seq=0, client_id="test", index=6, axis="axial", volume=
 def test_zoom_from_cached_features_equals_the_whole_model(skip, norm):
     model = _random_model(skip, norm)
     unit = load_sample("colin27_val").unit_slice("axial", 6)[80:128, 60:100]
-    scale = Fraction(7, 3)
-    result, features = engine.zoom(model, unit, scale)
-    again, _ = engine.zoom(model, unit, scale, features)  # from the cached features
-    whole = upscale_tensor(model, torch.from_numpy(unit)[None, None], Scale2d.of(scale))
+    scale = Scale2d.of(Fraction(7, 3))
+    x = torch.from_numpy(unit)[None, None]
+    features = engine.extract_features(model, x)
+    result = engine.zoom(model, unit, scale)
+    again = engine.zoom(model, unit, scale, features)  # from the cached features
+    whole = upscale_tensor(model, x, scale)
     np.testing.assert_allclose(result.metasrgan, whole[0, 0].numpy(), atol=1e-5)
     np.testing.assert_array_equal(again.metasrgan, result.metasrgan)
     assert result.metasrgan.shape == (112, 93) and not result.features_cached
@@ -92,12 +103,15 @@ def test_scales_snap_to_small_denominators_and_stay_in_range():
         assert snapped.denominator <= engine.MAX_DENOMINATOR and abs(snapped - s) <= 0.05 + 1e-9
     for bad in (0.9, 4.01, float("nan")):
         with pytest.raises(ValueError, match="scale"):
-            engine.snap_scale(bad)
+            engine.snap_scale(bad, engine.MAX_SCALE)
+    assert engine.snap_scale(5.0) == 5  # one axis may reach x6 (the "to isotropic" preset)
+    with pytest.raises(ValueError, match="between 1 and 6"):
+        engine.snap_scale(6.5)
 
 
 def test_scale_one_returns_the_slice_itself():
     unit = np.random.default_rng(0).random((20, 30), dtype=np.float32)
-    result, _ = engine.zoom(_random_model(), unit, Fraction(1))
+    result = engine.zoom(_random_model(), unit, Scale2d.of(1))
     np.testing.assert_array_equal(result.metasrgan, unit)
     np.testing.assert_array_equal(result.bicubic, unit)
 
@@ -111,7 +125,7 @@ def test_lru_cache_bounds_count_and_bytes_but_keeps_the_newest():
         cache.put(key, "xx")
     cache.get("a")  # a is now the most recent
     cache.put("d", "xx")
-    assert cache.keys() == ["c", "a", "d"]
+    assert sorted(cache.keys()) == ["a", "c", "d"]  # b, the least recently used, went
     cache.put("big", "x" * 50)  # over the byte budget alone: still kept
     assert cache.keys() == ["big"]
 
@@ -157,7 +171,7 @@ def test_an_untrained_model_is_flagged_plainly(monkeypatch):
 
     monkeypatch.setattr(inference, "shipped_model_path", lambda: None)
     app = server.create_app(None, preload_sample=None)
-    info = TestClient(app).get("/api/info").json()["model"]
+    info = _local(app).get("/api/info").json()["model"]
     assert info["untrained"] is True and "UNTRAINED" in info["warning"]
 
 
@@ -290,7 +304,7 @@ def test_bad_uploads_get_a_clear_message_and_the_server_carries_on(
 
 def test_uploads_over_the_limit_are_refused():
     app = server.create_app(model=_random_model(), max_upload_mb=0.01, preload_sample=None)
-    with TestClient(app) as c:
+    with _local(app) as c:
         response = c.post("/api/volumes?filename=big.nii", content=b"\0" * 20_000)
         assert response.status_code == 413 and "upload limit" in response.json()["error"]
 
@@ -311,11 +325,11 @@ def test_a_superseded_request_is_not_computed(app, client, monkeypatch):
     computed, entered, release = [], threading.Event(), threading.Event()
     original = viewer._compute
 
-    def slow_compute(key, unit, fraction, client_id, seq):
-        computed.append(seq)
+    def slow_compute(req):
+        computed.append(req.seq)
         entered.set()
         release.wait(20)
-        return original(key, unit, fraction, client_id, seq)
+        return original(req)
 
     assert _zoom(client, 2.0, client_id="warm-up", index=4).status_code == 200  # features cached
     monkeypatch.setattr(viewer, "_compute", slow_compute)
@@ -343,11 +357,11 @@ def test_a_request_superseded_during_its_features_stops_there(app, client, monke
     calls, entered, release = [], threading.Event(), threading.Event()
     original = engine.extract_features
 
-    def slow_features(model, x):
+    def slow_features(model, x, cancelled=lambda: False):
         calls.append(1)
         entered.set()
         release.wait(20)
-        return original(model, x)
+        return original(model, x, cancelled)
 
     monkeypatch.setattr(server.engine, "extract_features", slow_features)
     before = dict(viewer.counts)

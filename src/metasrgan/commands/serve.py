@@ -18,6 +18,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-upload-mb", type=float, default=256, help="largest scan accepted (default 256)"
     )
+    parser.add_argument(
+        "--max-voxels",
+        type=int,
+        default=64 * 1024**2,
+        help="largest scan decoded, checked from its header first (default 67108864)",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name the page may be reached by besides loopback (repeatable; the "
+        "address given to --host is added)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="zooms computed at once (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
@@ -37,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from metasrgan.inference import pick_device
+    from metasrgan.viewer.security import LOOPBACK
+    from metasrgan.viewer.server import UploadLimits
 
+    if args.workers < 1 or args.max_voxels < 1 or args.max_upload_mb <= 0:
+        raise ValueError("--workers, --max-voxels and --max-upload-mb must be positive")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -54,8 +73,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot listen on {args.host}:{args.port}: {err.strerror}") from None
     port = sock.getsockname()[1]
     # the port is ours before the model loads: a busy port fails at once
+    hosts = (*LOOPBACK, *args.allow_host) + (() if args.host in LOOPBACK else (args.host,))
+    limits = UploadLimits(int(args.max_upload_mb * 1024**2), args.max_voxels)
     app = create_app(
-        args.model, device=str(pick_device(args.device)), max_upload_mb=args.max_upload_mb
+        args.model,
+        device=str(pick_device(args.device)),
+        limits=limits,
+        allowed_hosts=hosts,
+        workers=args.workers,
     )
     shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
     url = f"http://{shown}:{port}/"

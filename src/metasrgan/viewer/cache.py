@@ -1,62 +1,63 @@
-"""Small bounded caches: volumes by id, slice features, and recent zoom results."""
+"""Bounded caches for the viewer (volumes, slice features, zoom results): cachetools' LRU.
+
+Each cache is bounded by bytes *and* by entry count: an entry is charged at least
+``max_bytes / max_items``, so at most ``max_items`` fit.  An entry larger than the whole
+budget is charged the budget: it evicts everything else and stays alone, so one large scan
+can still be viewed.  cachetools is not thread-safe; one lock per cache makes it so.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
+
+from cachetools import LRUCache as _LRU
 
 V = TypeVar("V")
 
 
 class LRUCache(Generic[V]):
-    """A thread-safe least-recently-used cache bounded by entry count and by total size.
+    """A thread-safe least-recently-used cache bounded by entry count and total bytes."""
 
-    ``sizeof`` gives an entry's size (bytes); the newest entry is always kept, even alone
-    over the budget, so a single large scan can still be viewed.
-    """
-
-    def __init__(
-        self,
-        max_items: int,
-        max_bytes: int | None = None,
-        sizeof: Callable[[V], int] | None = None,
-    ):
+    def __init__(self, max_items: int, max_bytes: int, sizeof: Callable[[V], int] = len):
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._sizeof = sizeof or (lambda _v: 0)
-        self._items: OrderedDict[Hashable, V] = OrderedDict()
+        self._sizeof = sizeof
+        floor = max(1, max_bytes // max(1, max_items))
+        self._cache: _LRU = _LRU(
+            maxsize=max_bytes, getsizeof=lambda v: min(max(int(sizeof(v)), floor), max_bytes)
+        )
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> V | None:
         with self._lock:
-            value = self._items.get(key)
-            if value is not None:
-                self._items.move_to_end(key)
-            return value
+            return self._cache.get(key)
 
     def put(self, key: Hashable, value: V) -> None:
         with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > 1 and (
-                len(self._items) > self.max_items
-                or (self.max_bytes is not None and self.nbytes > self.max_bytes)
-            ):
-                self._items.popitem(last=False)
+            self._cache[key] = value
+
+    def fits(self, nbytes: int, entries: int = 1) -> bool:
+        """Whether ``entries`` more entries of ``nbytes`` each fit without evicting anything."""
+        with self._lock:
+            floor = max(1, self.max_bytes // max(1, self.max_items))
+            return self._cache.currsize + entries * max(nbytes, floor) <= self.max_bytes
 
     @property
     def nbytes(self) -> int:
-        return sum(self._sizeof(v) for v in self._items.values())
+        with self._lock:
+            return sum(int(self._sizeof(v)) for v in self._cache.values())
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
-            return key in self._items
+            return key in self._cache
 
     def __len__(self) -> int:
-        return len(self._items)
+        with self._lock:
+            return len(self._cache)
 
     def keys(self) -> list[Hashable]:
+        """Keys from least to most recently used."""
         with self._lock:
-            return list(self._items)
+            return list(self._cache.keys())

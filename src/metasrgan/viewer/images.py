@@ -37,3 +37,10 @@ def _encode(image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", compress_level=1)  # speed over size: it only crosses loopback
     return buf.getvalue()
+
+
+def uint16_bytes(unit: np.ndarray) -> bytes:
+    """An image in [0, 1] quantised to 16 bits, row-major little-endian (the page's fast
+    path: no PNG encoding or decoding, window/level applied in the browser)."""
+    pixels = np.clip(np.asarray(unit, dtype=np.float32), 0.0, 1.0) * 65535.0 + 0.5
+    return pixels.astype("<u2").tobytes()

@@ -1,58 +1,46 @@
-"""The viewer's HTTP API (FastAPI) and the static page.
+"""The viewer's state and app factory: the model, bounded caches, the compute pool.
 
 The model is loaded once, when the app is made.  Volumes, slice features and recent zoom
-results live in bounded caches.  Every error a user can cause (a bad upload, a slice out of
-range, an evicted volume) answers JSON ``{"error": message}`` and the server carries on.
-
-API (all under ``/api``):
-
-- ``GET info``: the model (and whether it is untrained), the bundled samples, the limits.
-- ``POST samples/{name}``: load a bundled sample; returns the volume's description.
-- ``POST volumes?filename=NAME`` with the file as the raw body: load an upload.
-- ``GET volumes/{id}``: a loaded volume's description (slice counts per axis...).
-- ``GET volumes/{id}/slice.png?axis=&index=``: the input slice, mapped to 8 bits.
-- ``GET zoom?volume=&axis=&index=&scale=&client=&seq=``: Meta-SRGAN, bicubic and their
-  difference as PNG data URLs, with timings; ``409`` when a newer request of the same
-  client superseded this one before it was computed.
-- ``GET zoom/{kind}.png?...``: one of those images as a PNG, timings in ``X-*`` headers.
-- ``GET stats``: counters (computed, superseded, cached) for tests and benchmarks.
+results live in bounded caches (:mod:`metasrgan.viewer.cache`); computations run on a
+bounded pool (:mod:`metasrgan.viewer.jobs`) with features of neighbouring slices computed
+ahead in idle time; the routes are in :mod:`metasrgan.viewer.routes`.  Every error answers
+JSON ``{"error": message}`` and the server carries on.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
-from fractions import Fraction
-from importlib import resources
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import torch
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
-from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
+from fastapi import FastAPI
 from torch import nn
 
-from metasrgan.viewer import engine, images
+from metasrgan.scale import Scale2d
+from metasrgan.viewer import engine, images, security
 from metasrgan.viewer.cache import LRUCache
+from metasrgan.viewer.jobs import ComputePool
 from metasrgan.viewer.sequencing import RequestSequencer
-from metasrgan.viewer.volumes import (
-    SUFFIXES,
-    ScanError,
-    Volume,
-    load_sample,
-    load_volume,
-    sample_names,
-)
+from metasrgan.viewer.volumes import Volume, load_sample, sample_names
 
 DEFAULT_SAMPLE = "colin27_val"
 DEFAULT_MAX_UPLOAD_MB = 256
-STATIC = Path(str(resources.files("metasrgan") / "viewer" / "static"))
-KINDS = ("metasrgan", "bicubic", "difference")
+LOOKAHEAD_SLICES = 4
+"""Slices on each side of the one on screen whose features are computed ahead."""
+MAX_OUTPUT_PIXELS = 4096 * 4096
+"""The largest zoom one request may ask for (a 1024-pixel slice at x4)."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """What an upload may cost: bytes received, and voxels decoded (checked from the file's
+    header before decoding, so a gzip bomb is refused having inflated only its header)."""
+
+    max_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024**2
+    max_voxels: int = 64 * 1024**2
 
 
 class NotLoaded(LookupError):
@@ -63,34 +51,76 @@ class Superseded(Exception):
     """A newer request of the same client arrived before this one was computed."""
 
 
+@dataclass(frozen=True)
+class ZoomRequest:
+    """One zoom, validated: what the routes share (see ``routes.zoom_params``)."""
+
+    volume: Volume
+    axis: str
+    index: int
+    scale: Scale2d
+    acquisition: str | None
+    client: str
+    seq: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.volume.id, self.axis, self.index, self.scale, self.acquisition)
+
+
 @dataclass
 class CachedZoom:
-    """A computed zoom, encoded once and served to both zoom endpoints."""
+    """A computed zoom: the images, their 16-bit form, PNGs made when first asked for."""
 
     result: engine.ZoomResult
-    png: dict[str, bytes]
-    encode_ms: float
-    max_abs_difference: float
+    raw: bytes
+    png: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        r = self.result
+        return (
+            r.metasrgan.nbytes + r.bicubic.nbytes + len(self.raw) + sum(map(len, self.png.values()))
+        )
+
+    def png_of(self, kind: str) -> bytes:
+        if kind not in self.png:
+            r = self.result
+            if kind == "difference":
+                self.png[kind] = images.difference_png(r.difference)
+            else:
+                self.png[kind] = images.gray_png(getattr(r, kind))
+        return self.png[kind]
 
 
 class Viewer:
-    """The server's state: the model, the caches and the request sequencer."""
+    """The server's state: the model, the caches, the sequencer and the compute pool."""
 
-    def __init__(self, model: nn.Module, model_info: dict, max_upload_bytes: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        model_info: dict,
+        limits: UploadLimits,
+        workers: int = 2,
+        lookahead: int = LOOKAHEAD_SLICES,
+    ):
         self.model = model
         self.model_info = model_info
-        self.max_upload_bytes = max_upload_bytes
+        self.limits = limits
+        self.lookahead = lookahead
+        self.token = security.new_token()
         self.volumes: LRUCache[Volume] = LRUCache(8, 2 * 1024**3, lambda v: v.data.nbytes)
         self.features: LRUCache[torch.Tensor] = LRUCache(
-            16, 512 * 1024**2, lambda t: t.element_size() * t.nelement()
+            48, 768 * 1024**2, lambda t: t.element_size() * t.nelement()
         )
-        self.results: LRUCache[CachedZoom] = LRUCache(
-            32, 256 * 1024**2, lambda z: sum(len(p) for p in z.png.values())
-        )
+        self.results: LRUCache[CachedZoom] = LRUCache(64, 384 * 1024**2, lambda z: z.nbytes)
         self.sequencer = RequestSequencer()
-        self.compute_lock = threading.Lock()  # one inference at a time: 2 cores, no thrashing
+        self.pool = ComputePool(workers)
         self.counts = {"computed": 0, "result_cache_hits": 0, "dropped_after_features": 0}
         self._count_lock = threading.Lock()
+        self._last_index: dict[tuple[str, str], int] = {}
+        self.default_sample: str | None = None
+        self._wanted: dict[str, tuple] = {}  # the slice each client asked for last
 
     # ------------------------------------------------------------------ volumes
     def add(self, volume: Volume) -> Volume:
@@ -115,89 +145,112 @@ class Viewer:
         with self._count_lock:
             self.counts[key] += 1
 
-    def zoom(
-        self, vol_id: str, axis: str, index: int, scale: float, client: str, seq: int
-    ) -> tuple[CachedZoom, bool]:
+    def zoom(self, req: ZoomRequest) -> tuple[CachedZoom, bool]:
         """The zoom of one slice (computed, or from the cache); raises :class:`Superseded`."""
-        volume = self.volume(vol_id)
-        fraction = engine.snap_scale(scale)
-        key = (vol_id, axis, index, fraction)
-        with self.sequencer.turn(client, seq) as current:
+        _remember(self._wanted, req.client, req.key[:3])
+        with self.sequencer.turn(req.client, req.seq) as current:
             if not current:
                 raise Superseded
-            cached = self.results.get(key)
+            cached = self.results.get(req.key)
             if cached is not None:
                 self._count("result_cache_hits")
-                return cached, True
-            unit = volume.unit_slice(axis, index)
-            with self.compute_lock:
-                if not self.sequencer.is_current(client, seq):
-                    self.sequencer.count_superseded()
-                    raise Superseded
-                result = self._compute(key, unit, fraction, client, seq)
-            entry = _encode(result)  # outside the lock: another client may compute meanwhile
-            self.results.put(key, entry)
-            return entry, False
+                entry, from_cache = cached, True
+            else:
+                entry, from_cache = self.pool.run(self._compute, req), False
+                self.results.put(req.key, entry)
+        self.look_ahead(req.volume, req.axis, req.index, req.client)
+        return entry, from_cache
 
-    def _compute(self, key, unit, fraction: Fraction, client: str, seq: int) -> engine.ZoomResult:
-        feat_key = key[:3]
-        features = self.features.get(feat_key)
-        features_ms = 0.0
-        if features is None and fraction != 1 and engine.supports_feature_cache(self.model):
+    def slice_features(self, volume: Volume, axis: str, index: int, cancelled) -> torch.Tensor:
+        key = (volume.id, axis, index)
+        features = self.features.get(key)
+        if features is None:
+            x = torch.from_numpy(volume.unit_slice(axis, index))[None, None]
+            features = engine.extract_features(self.model, x.to(_device(self.model)), cancelled)
+            self.features.put(key, features)
+        return features
+
+    def _compute(self, req: ZoomRequest) -> CachedZoom:
+        unit = req.volume.unit_slice(req.axis, req.index)
+        features, features_ms = None, 0.0
+        trivial = req.scale.h.p == req.scale.h.q and req.scale.w.p == req.scale.w.q
+        if not trivial and engine.supports_feature_cache(self.model):
+            cached = (req.volume.id, req.axis, req.index) in self.features
             t0 = time.perf_counter()
-            x = torch.from_numpy(unit)[None, None].to(_device(self.model))
-            features = engine.extract_features(self.model, x)
-            features_ms = (time.perf_counter() - t0) * 1e3
-            self.features.put(feat_key, features)
-            if not self.sequencer.is_current(client, seq):
+            try:
+                # stop only when the client moved to another slice: a newer zoom of this
+                # slice needs the same features
+                features = self.slice_features(
+                    req.volume,
+                    req.axis,
+                    req.index,
+                    lambda: self._wanted.get(req.client) != req.key[:3],
+                )
+            except engine.Cancelled:
+                self._count("dropped_after_features")
+                raise Superseded from None
+            features_ms = 0.0 if cached else (time.perf_counter() - t0) * 1e3
+            if not cached and not self.sequencer.is_current(req.client, req.seq):
                 # the slider moved on while the features ran: keep them, skip the rest
                 self._count("dropped_after_features")
                 raise Superseded
         self._count("computed")
-        result, _ = engine.zoom(self.model, unit, fraction, features)
+        result = engine.zoom(self.model, unit, req.scale, features, req.acquisition)
         if features_ms:
             result.features_cached = False
             result.features_ms = features_ms
             result.metasrgan_ms += features_ms
-        return result
+        raw = images.uint16_bytes(result.metasrgan) + images.uint16_bytes(result.bicubic)
+        return CachedZoom(result, raw)
+
+    def look_ahead(self, volume: Volume, axis: str, index: int, client: str) -> None:
+        """Queue the features of the neighbouring slices, nearest first, in the direction the
+        user is moving first, as many as the feature cache holds besides the one on screen."""
+        if volume.is_2d or not self.lookahead or not engine.supports_feature_cache(self.model):
+            return
+        last = self._last_index.get((client, volume.id), index)
+        _remember(self._last_index, (client, volume.id), index)
+        step = -1 if index < last else 1
+        h, w = volume.slice_shape(axis)
+        per_slice = 64 * h * w * 4  # float32 features of this model (64 channels)
+        room = min(self.features.max_items, self.features.max_bytes // per_slice) - 2
+        order = [index + sign * d for d in range(1, self.lookahead + 1) for sign in (step, -step)]
+        count = volume.slice_counts()[axis]
+        wanted = [i for i in order if 0 <= i < count][: max(0, room)]
+        jobs = []
+        for i in wanted:
+            if (volume.id, axis, i) not in self.features:
+                jobs.append(
+                    ((volume.id, axis, i), lambda c, i=i: self.slice_features(volume, axis, i, c))
+                )
+        self.pool.look_ahead(jobs)
 
 
-def _encode(result: engine.ZoomResult) -> CachedZoom:
-    t0 = time.perf_counter()
-    diff = result.difference
-    png = {
-        "metasrgan": images.gray_png(result.metasrgan),
-        "bicubic": images.gray_png(result.bicubic),
-        "difference": images.difference_png(diff),
-    }
-    encode_ms = (time.perf_counter() - t0) * 1e3
-    max_abs = float(abs(diff).max()) if diff.size else 0.0
-    return CachedZoom(result, png, encode_ms, max_abs)
+def _remember(table: dict, key, value, limit: int = 1024) -> None:
+    """``table[key] = value``, forgetting the oldest keys beyond ``limit`` (many clients)."""
+    table.pop(key, None)
+    table[key] = value
+    while len(table) > limit:
+        del table[next(iter(table))]
 
 
 def _device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters())).device
 
 
-def load_model(model_path: str | os.PathLike | None, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The model and what the page shows about it (untrained models are flagged)."""
-    from metasrgan.inference import UntrainedModelWarning, load, shipped_model_path
+def model_info(model: nn.Module, path: str | None, untrained: bool) -> dict:
+    """What the page shows about the model (untrained models are flagged)."""
     from metasrgan.registry import count_parameters
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UntrainedModelWarning)
-        model = load(model_path, device)
-    untrained = any(issubclass(w.category, UntrainedModelWarning) for w in caught)
-    meta = dict(getattr(model, "metadata", {}) or {})
-    untrained = untrained or bool(meta.get("untrained"))
-    path = model_path or shipped_model_path()
-    spec = meta.get("model") or {}
-    info = {
+    spec = (getattr(model, "metadata", None) or {}).get("model") or {}
+    return {
         "name": spec.get("name", type(model).__name__) if isinstance(spec, dict) else str(spec),
-        "path": str(path) if path else None,
+        "path": path,
         "untrained": untrained,
         "parameters": count_parameters(model),
         "feature_cache": engine.supports_feature_cache(model),
+        "skip": getattr(model, "skip", None),
+        "acquisitions": list(engine.acquisitions_of(model)),
         "warning": (
             "UNTRAINED model: no trained model is installed, so the Meta-SRGAN images are "
             "meaningless. Train one or start the server with --model."
@@ -205,7 +258,19 @@ def load_model(model_path: str | os.PathLike | None, device: str = "cpu") -> tup
             else None
         ),
     }
-    return model, info
+
+
+def load_model(model_path: str | os.PathLike | None, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """The model and what the page shows about it."""
+    from metasrgan.inference import UntrainedModelWarning, load, shipped_model_path
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UntrainedModelWarning)
+        model = load(model_path, device)
+    untrained = any(issubclass(w.category, UntrainedModelWarning) for w in caught)
+    untrained = untrained or bool((getattr(model, "metadata", None) or {}).get("untrained"))
+    path = model_path or shipped_model_path()
+    return model, model_info(model, str(path) if path else None, untrained)
 
 
 def create_app(
@@ -214,198 +279,32 @@ def create_app(
     model: nn.Module | None = None,
     device: str = "cpu",
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    limits: UploadLimits | None = None,
     preload_sample: str | None = DEFAULT_SAMPLE,
+    allowed_hosts: tuple[str, ...] = security.LOOPBACK,
+    workers: int = 2,
+    lookahead: int = LOOKAHEAD_SLICES,
 ) -> FastAPI:
     """The FastAPI app.  ``model`` (an already built network) overrides ``model_path``."""
+    from metasrgan.viewer.routes import install
+
     if model is None:
         model, info = load_model(model_path, device)
     else:
         model = model.eval()
-        info = {
-            "name": type(model).__name__,
-            "path": None,
-            "untrained": bool((getattr(model, "metadata", None) or {}).get("untrained")),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "feature_cache": engine.supports_feature_cache(model),
-            "warning": None,
-        }
+        untrained = bool((getattr(model, "metadata", None) or {}).get("untrained"))
+        info = model_info(model, None, untrained)
     engine.warm_up(model)
-    viewer = Viewer(model, info, int(max_upload_mb * 1024 * 1024))
-    if preload_sample and preload_sample in sample_names():
-        volume = viewer.sample(preload_sample)
+    limits = limits or UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024))
+    viewer = Viewer(model, info, limits, workers, lookahead)
+    viewer.default_sample = preload_sample if preload_sample in sample_names() else None
+    if viewer.default_sample:
+        volume = viewer.sample(viewer.default_sample)
         axis, index = volume.default_view()
-        viewer.zoom(volume.id, axis, index, 2.0, "startup", 0)  # the page's first view is ready
-
+        first = ZoomRequest(volume, axis, index, Scale2d.of(2), None, "startup", 0)
+        viewer.zoom(first)  # the page's first view is ready
     app = FastAPI(title="metasrgan viewer", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.viewer = viewer
-
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    @app.exception_handler(ScanError)
-    async def _scan_error(_request, err: ScanError):
-        return error(400, str(err))
-
-    @app.exception_handler(NotLoaded)
-    async def _not_loaded(_request, err: NotLoaded):
-        return error(404, str(err.args[0]))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request, err: Exception):
-        return error(500, f"internal error: {type(err).__name__}: {err}")
-
-    @app.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    @app.get("/api/info")
-    def api_info():
-        return {
-            "model": viewer.model_info,
-            "samples": sample_names(),
-            "default_sample": preload_sample,
-            "limits": {
-                "max_upload_bytes": viewer.max_upload_bytes,
-                "scale_min": engine.MIN_SCALE,
-                "scale_max": engine.MAX_SCALE,
-                "scale_max_denominator": engine.MAX_DENOMINATOR,
-                "formats": list(SUFFIXES),
-            },
-        }
-
-    @app.post("/api/samples/{name}")
-    def api_sample(name: str):
-        return viewer.sample(name).describe()
-
-    @app.post("/api/volumes")
-    async def api_upload(request: Request, filename: str = Query("upload", max_length=255)):
-        limit = viewer.max_upload_bytes
-        declared = request.headers.get("content-length")
-        too_big = f"the file is larger than the upload limit of {limit / 1024**2:.0f} MB"
-        if declared and declared.isdigit() and int(declared) > limit:
-            return error(413, too_big)
-        name = Path(filename.replace("\\", "/")).name or "upload"
-        suffix = next((s for s in SUFFIXES if name.lower().endswith(s)), "")
-        if not suffix and "." in name.strip("."):  # no ending at all may still be DICOM
-            ending = name.rsplit(".", 1)[1][:16]
-            return error(
-                400,
-                f"{name}: unsupported file type '.{ending}'; the viewer reads "
-                f"{', '.join(SUFFIXES)} files (DICOM: one file per upload)",
-            )
-        with tempfile.TemporaryDirectory(prefix="metasrgan-upload-") as tmp:
-            path = Path(tmp) / f"upload{suffix}"  # never the client's name: no path tricks
-            size = 0
-            with open(path, "wb") as out:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        return error(413, too_big)
-                    out.write(chunk)
-            if size == 0:
-                return error(400, f"{name}: the file is empty")
-            volume = await run_in_threadpool(load_volume, path, None, name, "upload")
-        return viewer.add(volume).describe()
-
-    @app.get("/api/volumes/{vol_id}")
-    def api_volume(vol_id: str):
-        return viewer.volume(vol_id).describe()
-
-    @app.get("/api/volumes/{vol_id}/slice.png")
-    def api_slice(vol_id: str, axis: str, index: int):
-        unit = viewer.volume(vol_id).unit_slice(axis, index)
-        return Response(images.gray_png(unit), media_type="image/png")
-
-    def run_zoom(volume, axis, index, scale, client, seq):
-        try:
-            scale = float(scale)
-            engine.snap_scale(scale)
-        except ValueError as err:
-            raise ScanError(str(err)) from err
-        return viewer.zoom(volume, axis, index, scale, client, seq)
-
-    def superseded(seq: int, client: str) -> JSONResponse:
-        latest = viewer.sequencer.latest(client)
-        body = {"error": "superseded by a newer request", "seq": seq, "latest": latest}
-        return JSONResponse(body, status_code=409)
-
-    @app.get("/api/zoom")
-    def api_zoom(
-        volume: str,
-        axis: str,
-        index: int,
-        scale: float,
-        client: str = Query("anonymous", max_length=64),
-        seq: int = 0,
-    ):
-        t0 = time.perf_counter()
-        try:
-            entry, from_cache = run_zoom(volume, axis, index, scale, client, seq)
-        except Superseded:
-            return superseded(seq, client)
-        r = entry.result
-        return {
-            "seq": seq,
-            "volume": volume,
-            "axis": axis,
-            "index": index,
-            "scale_requested": scale,
-            "scale": f"{r.scale.numerator}/{r.scale.denominator}",
-            "scale_value": float(r.scale),
-            "input_shape": list(r.input_shape),
-            "output_shape": list(r.metasrgan.shape),
-            "from_cache": from_cache,
-            "timings_ms": {
-                "metasrgan": round(r.metasrgan_ms, 2),
-                "features": round(r.features_ms, 2),
-                "features_cached": r.features_cached,
-                "bicubic": round(r.bicubic_ms, 2),
-                "encode": round(entry.encode_ms, 2),
-                "request": round((time.perf_counter() - t0) * 1e3, 2),
-            },
-            "difference": {
-                "max_abs": entry.max_abs_difference,
-                "display_range": images.DIFF_RANGE,
-            },
-            "images": {kind: images.data_url(entry.png[kind]) for kind in KINDS},
-        }
-
-    @app.get("/api/zoom/{kind}.png")
-    def api_zoom_png(
-        kind: str,
-        volume: str,
-        axis: str,
-        index: int,
-        scale: float,
-        client: str = Query("anonymous", max_length=64),
-        seq: int = 0,
-    ):
-        if kind not in KINDS:
-            return error(404, f"no image kind {kind!r}; use one of {', '.join(KINDS)}")
-        try:
-            entry, from_cache = run_zoom(volume, axis, index, scale, client, seq)
-        except Superseded:
-            return superseded(seq, client)
-        r = entry.result
-        ms = {"metasrgan": r.metasrgan_ms, "bicubic": r.bicubic_ms, "difference": 0.0}[kind]
-        headers = {
-            "X-Scale": f"{r.scale.numerator}/{r.scale.denominator}",
-            "X-Compute-Ms": f"{ms:.2f}",
-            "X-Features-Cached": str(r.features_cached).lower(),
-            "X-From-Cache": str(from_cache).lower(),
-        }
-        return Response(entry.png[kind], media_type="image/png", headers=headers)
-
-    @app.get("/api/stats")
-    def api_stats():
-        return {
-            **viewer.counts,
-            "superseded": viewer.sequencer.superseded,
-            "volumes": len(viewer.volumes),
-            "features_cached": len(viewer.features),
-            "results_cached": len(viewer.results),
-        }
-
+    install(app, viewer)
+    app.add_middleware(security.LocalOnly, allowed_hosts=allowed_hosts, token=viewer.token)
     return app

@@ -77,7 +77,7 @@ async function chooseVolume(value) {
     let description;
     if (value.startsWith("sample:")) {
       description = await api(`/api/samples/${encodeURIComponent(value.slice(7))}`,
-        { method: "POST" });
+        { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
     } else {
       description = await api(`/api/volumes/${encodeURIComponent(value.slice(7))}`);
     }
@@ -122,7 +122,8 @@ async function upload(file) {
   message(`Reading ${file.name}…`);
   try {
     const description = await api(`/api/volumes?filename=${encodeURIComponent(file.name)}`,
-      { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream" } });
+      { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream",
+        "X-Metasrgan-Token": state.info.token } });
     const value = `volume:${description.id}`;
     const select = $("volume");
     if (![...select.options].some((o) => o.value === value)) {

@@ -284,9 +284,14 @@ def pixel_stats(images) -> dict[str, float]:
 
 def stats(args: argparse.Namespace) -> int:
     from metasrgan.data.datasets import load_dataset
+    from metasrgan.data.io import ImageReadError
 
     spec = source_spec(args)
-    result = load_dataset(spec, args.split)
+    try:
+        result = load_dataset(spec, args.split)
+    except ImageReadError as err:
+        print(f"metasrgan data stats: error: {err}", file=sys.stderr)
+        return 1
     numbers = pixel_stats(result.images)
     if args.json:
         print(

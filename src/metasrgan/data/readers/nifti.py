@@ -33,6 +33,7 @@ LAYOUTS = {
     1: (348, 344, 70, 40, "h", (108, "f")),
     2: (540, 4, 12, 16, "q", (168, "q")),
 }
+PIXDIM = {1: (76, "f"), 2: (104, "d")}  # offset and type of pixdim[8]
 
 
 def _read_head(path: Path, compressed: bool) -> bytes:
@@ -89,6 +90,15 @@ def parse_header(path: Path, head: bytes) -> tuple[int, str, tuple[int, ...], in
             raise ImageReadError(
                 f"{path}: dimension {axis + 1} has size {n} (dim[{axis + 1}] = {n}); every "
                 "dimension needs at least one voxel"
+            )
+    poff, pfmt = PIXDIM[version]
+    pixdim = struct.unpack_from(f"{order}8{pfmt}", head, poff)
+    for axis in range(min(ndim, 3)):  # nibabel would silently set a zero size to 1
+        size = pixdim[axis + 1]
+        if not math.isfinite(size) or size == 0:
+            raise ImageReadError(
+                f"{path}: voxel size {size:g} along axis {axis} (pixdim[{axis + 1}]) is not a "
+                "positive finite number; fix the header"
             )
     code = int(struct.unpack_from(order + "h", head, toff)[0])
     offset = struct.unpack_from(order + vfmt, head, voff)[0]

@@ -25,6 +25,8 @@ from metasrgan.data.readers.common import (
 LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 """ITU-R BT.601 luma weights: the Y channel SR papers evaluate on."""
 
+FORMATS = ("PNG", "TIFF", "JPEG")
+"""What Pillow may decode here (the content must match one of the supported endings)."""
 _PIL_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is global: change it under a lock
 
 
@@ -38,7 +40,7 @@ def _open(path: Path):
     with _PIL_LIMIT:
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked by check_size
         try:
-            return Image.open(path)
+            return Image.open(path, formats=FORMATS)
         finally:
             Image.MAX_IMAGE_PIXELS = saved
 

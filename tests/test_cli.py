@@ -28,3 +28,14 @@ def test_unknown_command_fails(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["frobnicate"])
     assert exc.value.code == 2
+
+
+def test_demo_runs_on_the_library_and_writes_its_figures_and_table(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--scales", "2,3", "--no-progress"]) == 0
+    for name in ("fig7.png", "fig8.png", "table.md", "table.csv"):
+        assert (out / name).stat().st_size > 0, name
+    table = (out / "table.md").read_text()
+    assert "Meta-SRGAN" in table and "| 3 |" in table
+    assert main(["demo", "-o", str(out), "--scales", "4.01"]) == 2
+    assert "use 4 = 4/1" in capsys.readouterr().err

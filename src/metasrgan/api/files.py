@@ -145,7 +145,7 @@ def run_job(model: nn.Module, job: Job, request: Request, progress: bool = False
 def write_sidecar(dst: Path, src: Path, plan: UpscalePlan, model: nn.Module) -> None:
     """BIDS-style provenance next to a NIfTI output (atomic, like the image)."""
     from metasrgan import __version__
-    from metasrgan.checkpoint import atomic_write
+    from metasrgan.atomic import atomic_write
 
     side = sidecar_of(dst)
     if side is None:

@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from metasrgan.atomic import interrupt_in_chain
+
     if threads:
         torch.set_num_threads(threads)
     model = api.load_model(args.model, device)
@@ -74,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(job.error)
             print(api.run_job(model, job, request, not args.no_progress).summary())
         except (ValueError, OSError) as err:
+            if interrupt_in_chain(err) is not None:  # a wrapped Ctrl+C stops the whole run
+                raise
             failures += 1
             print(f"FAILED {job.src}: {err}", file=sys.stderr)
             if args.debug:

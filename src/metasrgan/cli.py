@@ -20,7 +20,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-from metasrgan import __version__
+from metasrgan import __version__, logs
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("metasrgan.commands.info", "list the models with their parameter counts"),
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("metasrgan.commands.evaluate", "PSNR/SSIM tables and figures over scales"),
     "report": ("metasrgan.commands.report", "gather a run's tables and figures in one page"),
     "serve": ("metasrgan.commands.serve", "browser viewer with real-time zoom"),
+    "bids": ("metasrgan.commands.bids", "BIDS App: a BIDS dataset in, BIDS derivatives out"),
 }
 
 
@@ -105,7 +106,9 @@ def _main(argv: list[str] | None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"metasrgan {name}", description=help_text)
     module.add_arguments(parser)
+    logs.add_arguments(parser)  # -v/-q on every command
     args = parser.parse_args(argv[1:])
+    logs.setup(args)
     try:
         return int(module.run(args) or 0)
     except (ValueError, OSError, KeyError) as err:

@@ -159,7 +159,7 @@ def nifti_bytes(img, compressed: bool) -> bytes:
 
 def write_nifti(path: str | os.PathLike, img) -> Path:
     """Write ``img`` atomically (temporary file + rename)."""
-    from metasrgan.checkpoint import atomic_write
+    from metasrgan.atomic import atomic_write
 
     path = Path(path)
     payload = nifti_bytes(img, path.name.lower().endswith(".gz"))
@@ -237,7 +237,7 @@ def sidecar_content(
 
 def write_sidecar(path: str | os.PathLike, content: dict[str, Any]) -> Path:
     """Write a JSON sidecar atomically."""
-    from metasrgan.checkpoint import atomic_write
+    from metasrgan.atomic import atomic_write
 
     text = json.dumps(content, indent=2) + "\n"
     path = Path(path)

@@ -31,17 +31,21 @@ class _StderrHandler(logging.StreamHandler):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-v``/``-q`` on ``parser`` and on each of its subcommands' parsers (so that
+    ``metasrgan data prepare ... -q`` works too)."""
+    _add_flags(parser, 0)
+    for action in parser._actions:  # argparse keeps subparsers only here
+        if isinstance(action, argparse._SubParsersAction):
+            for child in dict.fromkeys(action.choices.values()):
+                _add_flags(child, argparse.SUPPRESS)
+
+
+def _add_flags(parser: argparse.ArgumentParser, default) -> None:
     group = parser.add_argument_group("verbosity")
-    group.add_argument(
-        "-v", "--verbose", action="count", default=0, help="more messages (-v: debug)"
-    )
-    group.add_argument(
-        "-q",
-        "--quiet",
-        action="count",
-        default=0,
-        help="fewer messages (-q: warnings and errors, -qq: errors)",
-    )
+    group.add_argument("-v", "--verbose", action="count", default=default,
+                       help="more messages (-v: debug)")  # fmt: skip
+    group.add_argument("-q", "--quiet", action="count", default=default,
+                       help="fewer messages (-q: warnings and errors, -qq: errors)")  # fmt: skip
 
 
 def level_of(verbose: int = 0, quiet: int = 0) -> int:

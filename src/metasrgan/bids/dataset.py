@@ -55,8 +55,13 @@ def _check_labels(labels: Sequence[str], what: str) -> list[str]:
 
 def open_layout(bids_dir: Path, participants: Sequence[str] | None = None):
     """A validated ``BIDSLayout`` of ``bids_dir`` holding only ``participants`` (all if None)."""
-    from bids import BIDSLayout, BIDSLayoutIndexer
-    from bids.exceptions import BIDSValidationError
+    try:
+        from bids import BIDSLayout, BIDSLayoutIndexer
+        from bids.exceptions import BIDSValidationError
+    except ImportError:
+        raise ValueError(
+            "the BIDS App needs pybids: pip install 'metasrgan[bids]' (or pybids)"
+        ) from None
 
     bids_dir = Path(bids_dir)
     if not bids_dir.is_dir():

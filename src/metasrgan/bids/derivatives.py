@@ -126,7 +126,7 @@ def readme(content: dict) -> str:
 def write_dataset_description(out_root: Path, content: dict) -> Path:
     """Write (atomically) the description; an existing one made by another model is an
     error, so that one derivatives dataset never mixes models."""
-    from metasrgan.checkpoint import atomic_write
+    from metasrgan.atomic import atomic_write
 
     path = Path(out_root) / "dataset_description.json"
     if path.is_file():

@@ -4,12 +4,12 @@ MRI intensities are floats, so the range is never guessed: scikit-image infers 2
 images and 255 is only right for 8-bit pictures.  Both functions take ``data_range`` as a
 required argument (1.0 for the [0, 1] images the models see).
 
-SSIM follows Wang et al. (2004) exactly as scikit-image's
-``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-data_range=R)``: an 11x11 Gaussian window (sigma 1.5, truncated at 3.5 sigma), population
-covariances, ``K1 = 0.01``, ``K2 = 0.03``, ``reflect`` boundary handling, and the mean taken
-over the map without its 5-pixel border.  With a mask, the map is averaged over the mask
-pixels of that same interior.
+Both are scikit-image's (``peak_signal_noise_ratio``; ``structural_similarity`` with
+``gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=R``: Wang et
+al. (2004), an 11x11 Gaussian window, population covariances, ``K1 = 0.01``, ``K2 = 0.03``,
+the mean taken over the map without its 5-pixel border).  What is added here: the
+required ``data_range``, checks, and masks (PSNR over the mask pixels; SSIM's map averaged
+over the mask pixels of that same interior), which scikit-image does not offer.
 
 Colour images are compared on their luminance: :func:`luminance` returns a grayscale image
 unchanged and converts RGB to ITU-R BT.601 Y.
@@ -18,13 +18,10 @@ unchanged and converts RGB to ITU-R BT.601 Y.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 SSIM_SIGMA = 1.5
-SSIM_TRUNCATE = 3.5
+SSIM_TRUNCATE = 3.5  # scikit-image's, fixed for gaussian weights
 SSIM_RADIUS = int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5)  # 5 -> an 11x11 window
-SSIM_K1 = 0.01
-SSIM_K2 = 0.03
 
 BT601 = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights of R, G, B."""
@@ -78,11 +75,14 @@ def psnr(sr: np.ndarray, hr: np.ndarray, data_range: float, mask=None) -> float:
     Identical images give ``inf``; an empty mask raises ValueError.
     """
     sr, hr, data_range, mask = _check(sr, hr, data_range, mask)
-    diff = sr - hr
-    if mask is not None:
-        if not mask.any():
-            raise ValueError("the mask is empty: there are no pixels to compare")
-        diff = diff[mask]
+    if mask is None:
+        from skimage.metrics import peak_signal_noise_ratio
+
+        with np.errstate(divide="ignore"):  # identical images: inf, as documented
+            return float(peak_signal_noise_ratio(hr, sr, data_range=data_range))
+    if not mask.any():
+        raise ValueError("the mask is empty: there are no pixels to compare")
+    diff = (sr - hr)[mask]
     mse = float(np.mean(diff * diff))
     if mse == 0.0:
         return float("inf")
@@ -92,20 +92,20 @@ def psnr(sr: np.ndarray, hr: np.ndarray, data_range: float, mask=None) -> float:
 def ssim_map(sr: np.ndarray, hr: np.ndarray, data_range: float) -> np.ndarray:
     """The full SSIM map (same shape as the images; its border is unreliable)."""
     sr, hr, data_range, _ = _check(sr, hr, data_range, None)
+    return _ssim(sr, hr, data_range)[1]
+
+
+def _ssim(sr: np.ndarray, hr: np.ndarray, data_range: float) -> tuple[float, np.ndarray]:
+    from skimage.metrics import structural_similarity
+
     window = 2 * SSIM_RADIUS + 1
     if min(sr.shape) < window:
         raise ValueError(f"SSIM needs images of at least {window}x{window}, got {sr.shape}")
-
-    def blur(x: np.ndarray) -> np.ndarray:
-        return gaussian_filter(x, sigma=SSIM_SIGMA, truncate=SSIM_TRUNCATE, mode="reflect")
-
-    ux, uy = blur(sr), blur(hr)
-    vx = blur(sr * sr) - ux * ux
-    vy = blur(hr * hr) - uy * uy
-    vxy = blur(sr * hr) - ux * uy
-    c1 = (SSIM_K1 * data_range) ** 2
-    c2 = (SSIM_K2 * data_range) ** 2
-    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    mean, full = structural_similarity(
+        sr, hr, data_range=data_range, gaussian_weights=True, sigma=SSIM_SIGMA,
+        use_sample_covariance=False, full=True,
+    )  # fmt: skip
+    return float(mean), full
 
 
 def ssim(sr: np.ndarray, hr: np.ndarray, data_range: float, mask=None) -> float:
@@ -115,12 +115,11 @@ def ssim(sr: np.ndarray, hr: np.ndarray, data_range: float, mask=None) -> float:
     is the mean over the mask pixels inside that interior.
     """
     sr, hr, data_range, mask = _check(sr, hr, data_range, mask)
-    full = ssim_map(sr, hr, data_range)
-    r = SSIM_RADIUS
-    interior = full[r:-r, r:-r]
+    mean, full = _ssim(sr, hr, data_range)
     if mask is None:
-        return float(interior.mean(dtype=np.float64))
+        return mean
+    r = SSIM_RADIUS
     inside = mask[r:-r, r:-r]
     if not inside.any():
         raise ValueError("the mask has no pixels away from the image border")
-    return float(interior[inside].mean(dtype=np.float64))
+    return float(full[r:-r, r:-r][inside].mean(dtype=np.float64))

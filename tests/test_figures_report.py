@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 from fractions import Fraction
@@ -115,10 +116,11 @@ def test_per_source_table():
 
 def test_markdown_to_html_tables_lists_and_images():
     text = "# T\n\n- **bold** `code`\n- two\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![cap](x.png)\n"
-    page = markdown_to_html(text, lambda src: "IMG:" + src)
+    page = re.sub(r">\n\s*<", "><", markdown_to_html(text, lambda src: "IMG:" + src))
     assert "<h1>T</h1>" in page and "<li><strong>bold</strong> <code>code</code></li>" in page
     assert "<th>a</th><th>b</th>" in page and "<td>1</td><td>2</td>" in page
-    assert '<img src="IMG:x.png" alt="cap">' in page and "---" not in page
+    assert '<img alt="cap" src="IMG:x.png">' in page and "---" not in page
+    assert "&lt;script&gt;" in markdown_to_html("a <script> b & c")  # raw HTML is escaped
 
 
 def test_report_gathers_nested_runs(tmp_path, capsys):

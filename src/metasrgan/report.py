@@ -98,70 +98,21 @@ def to_markdown(run_dir: str | os.PathLike, sections: list[Section]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-# ------------------------------------------------------------------ Markdown subset -> HTML
+# ------------------------------------------------------------------ Markdown -> HTML
 
-
-def _inline(text: str) -> str:
-    out = html.escape(text, quote=False)
-    out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
-    out = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", out)
-    out = re.sub(r"(?<![\w*])\*([^*]+)\*(?![\w*])", r"<em>\1</em>", out)
-    return re.sub(
-        r"\[([^\]]+)\]\(([^)]+)\)",
-        lambda m: f'<a href="{html.escape(m.group(2))}">{m.group(1)}</a>',
-        out,
-    )
-
-
-def _cells(line: str) -> list[str]:
-    return [c.strip() for c in line.strip().strip("|").split("|")]
+IMAGE_LINK = re.compile(r"^!\[([^\]]*)\]\(([^)\s]+)\)\s*$", flags=re.M)
 
 
 def markdown_to_html(text: str, image_src=lambda src: src) -> str:
-    """The Markdown these reports use: headings, lists, pipe tables, images, paragraphs."""
-    out: list[str] = []
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-        elif m := re.match(r"^(#{1,6}) (.*)$", line):
-            level = len(m.group(1))
-            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
-            i += 1
-        elif m := re.match(r"^!\[([^\]]*)\]\(([^)]+)\)\s*$", line):
-            alt = html.escape(m.group(1))
-            out.append(f'<figure><img src="{image_src(m.group(2))}" alt="{alt}"></figure>')
-            i += 1
-        elif line.lstrip().startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].lstrip().startswith("|"):
-                block.append(lines[i])
-                i += 1
-            header = _cells(block[0])
-            body = [b for b in block[1:] if not re.match(r"^\s*\|[\s|:-]+\|\s*$", b)]
-            rows = ["<tr>" + "".join(f"<th>{_inline(c)}</th>" for c in header) + "</tr>"]
-            rows += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(b)) + "</tr>"
-                     for b in body]  # fmt: skip
-            out.append("<table>\n" + "\n".join(rows) + "\n</table>")
-        elif line.startswith("- "):
-            items = []
-            while i < len(lines) and lines[i].startswith("- "):
-                items.append(f"<li>{_inline(lines[i][2:])}</li>")
-                i += 1
-            out.append("<ul>\n" + "\n".join(items) + "\n</ul>")
-        else:
-            para = []
-            while (
-                i < len(lines)
-                and lines[i].strip()
-                and not re.match(r"^(#{1,6} |!\[|\||- )", lines[i].lstrip())
-            ):
-                para.append(lines[i].strip())
-                i += 1
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-    return "\n".join(out)
+    """HTML of ``text`` by the ``markdown`` package (pipe tables; raw HTML escaped);
+    ``image_src`` maps each image's path (to a data URI for a self-contained page)."""
+    import markdown
+
+    text = IMAGE_LINK.sub(lambda m: f"![{m.group(1)}]({image_src(m.group(2))})", text)
+    converter = markdown.Markdown(extensions=["tables"], output_format="html")
+    converter.preprocessors.deregister("html_block")  # file names and notes are text, never
+    converter.inlinePatterns.deregister("html")  # markup: raw HTML is escaped
+    return converter.convert(text)
 
 
 STYLE = """
@@ -184,7 +135,7 @@ def to_html(run_dir: str | os.PathLike, markdown: str, embed: bool = True) -> st
         if embed and path.is_file():
             data = base64.b64encode(path.read_bytes()).decode("ascii")
             return f"data:image/png;base64,{data}"
-        return html.escape(src)
+        return src  # the markdown package escapes attributes
 
     body = markdown_to_html(markdown, image_src)
     title = html.escape(f"Report: {run_dir.resolve().name}")

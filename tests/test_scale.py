@@ -68,3 +68,28 @@ def test_asymmetric_and_size_derived_scales():
     assert not s.symmetric
     frac = scale_from_sizes(240, 500)
     assert AxisScale(frac.numerator, frac.denominator).out_size(240) == 500
+
+
+@pytest.mark.parametrize("scale", TRAINED_SCALES + (7 / 3, 1.25))
+def test_lr_size_rule_inverts_the_output_size_rule(scale):
+    from metasrgan.scale import parse_scale
+
+    axis = AxisScale.of(parse_scale(Fraction(scale).limit_denominator(10)))
+    for n in range(1, 300):
+        lr = axis.in_size(n)
+        assert lr * axis.p <= n * axis.q < (lr + 1) * axis.p  # lr * s <= n < (lr + 1) * s
+        if n % axis.p == 0:
+            assert axis.out_size(lr) == n
+    assert Scale2d.of((1.5, 2)).in_shape(96, 96) == (64, 48)
+
+
+def test_one_scale_list_parser_for_training_and_evaluation():
+    from metasrgan.scale import parse_scales
+
+    assert parse_scales("1.1:4.0:0.1", as_float=True) == TRAINED_SCALES
+    assert parse_scales(2, as_float=True) == (2.0,)
+    assert parse_scales([1.5, 2], as_float=True) == (1.5, 2.0)
+    assert parse_scales("3,2,2.5:3:0.5", sort=True) == (2, Fraction(5, 2), 3)
+    for bad in ("", "2:1:0.1", "1:2", "x", "0.5", "4:1:0.1", "1:16:0.0001", "4.01"):
+        with pytest.raises(ValueError):
+            parse_scales(bad)

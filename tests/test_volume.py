@@ -100,3 +100,45 @@ def test_thick_slices_become_isotropic(bicubic_model):
     np.testing.assert_allclose(spacing_of(new_affine), [1.0, 1.0, 1.0], atol=1e-9)
     # voxels on the original slice positions (j = 3k + 1) reproduce the original slices closely
     assert np.abs(out[:, :, 1::3] - data).mean() < 0.1 * data.mean()
+
+
+def test_one_orientation_rule_for_slicing():
+    from metasrgan.volume import stack_of_slices, through_plane_axis, volume_of_slices
+
+    assert through_plane_axis((40, 44, 10), np.diag([1.0, 1.0, 5.0, 1.0])) == 2  # thick axis
+    assert through_plane_axis((40, 44, 10), np.diag([4.0, 1.0, 1.0, 1.0])) == 0
+    # isotropic, stored sagittally (voxel axis 1 runs inferior-superior): axial slices
+    sagittal = np.array([[0, 0, -1, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1]], float)
+    assert through_plane_axis((40, 44, 10), sagittal) == 1
+    assert through_plane_axis((40, 1, 10), np.diag([1.0, 1.0, 5.0, 1.0])) == 1  # one slice
+    assert through_plane_axis((40, 44, 10), None) == 2
+    volume = np.arange(24.0).reshape(2, 3, 4)
+    for axis in range(3):
+        stack = stack_of_slices(volume, axis)
+        assert stack.shape[0] == volume.shape[axis]
+        np.testing.assert_array_equal(stack[1], np.take(volume, 1, axis=axis))
+        np.testing.assert_array_equal(volume_of_slices(stack, axis), volume)
+
+
+def test_singular_and_non_finite_affines_are_refused():
+    from metasrgan.volume import check_affine
+
+    for bad, message in [(np.diag([1.0, 1.0, 0.0, 1.0]), "singular"),
+                         (np.full((4, 4), np.nan), "NaN"), (np.eye(3), "4x4")]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            check_affine(bad, "x.nii")
+    sheared = np.eye(4)
+    sheared[0, 1] = sheared[1, 0] = 0.999999999  # two columns nearly parallel: collapsed
+    with pytest.raises(ValueError, match="rank 2"):
+        check_affine(sheared)
+    check_affine(_rotated_affine())
+
+
+def test_spacing_keeps_axes_already_fine_and_notes_the_reached_spacing():
+    affine = np.diag([0.9375, 0.9375, 5.0, 1.0])
+    plan = plan_volume((40, 40, 10), affine, spacing=1.0)
+    assert plan.factors == (Fraction(1), Fraction(1), Fraction(5))
+    assert any("kept at 0.9375 mm" in n for n in plan.notes())
+    plan = plan_volume((40, 40, 10), np.diag([0.898, 0.898, 3.0, 1.0]), spacing=0.5)
+    assert plan.factors == (Fraction(9, 5), Fraction(9, 5), Fraction(6))
+    assert any("nearest exact factor" in n for n in plan.notes())

@@ -184,6 +184,15 @@ class AxisScale:
         """Output length for ``n`` input pixels: ``floor(n * p / q)``."""
         return (n * self.p) // self.q
 
+    def in_size(self, n_out: int) -> int:
+        """The LR-size rule: ``floor(n_out * q / p)`` input pixels for ``n_out`` HR pixels.
+
+        Exact (``out_size(in_size(n)) == n``) whenever ``n_out`` is a multiple of ``p``,
+        which is how training patches and evaluation crops are cut; otherwise the largest
+        input whose exact upscaled length ``n * s`` does not exceed ``n_out``.
+        """
+        return (n_out * self.q) // self.p
+
     def source_index(self, i: int) -> int:
         """Input pixel read by output pixel ``i``."""
         return (i * self.q) // self.p
@@ -236,6 +245,10 @@ class Scale2d:
 
     def out_shape(self, height: int, width: int) -> tuple[int, int]:
         return (self.h.out_size(height), self.w.out_size(width))
+
+    def in_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The LR shape for an HR ``height x width`` (see :meth:`AxisScale.in_size`)."""
+        return (self.h.in_size(height), self.w.in_size(width))
 
     def scale_feature(self) -> float:
         """The weight prediction network's third input, ``1/s``.

@@ -96,19 +96,48 @@ class VolumePlan:
         return out
 
 
+def through_plane_axis(shape: tuple[int, ...], affine: np.ndarray | None) -> int:
+    """The one orientation rule for cutting a volume into 2D slices: the axis they are
+    stacked along.
+
+    A one-voxel axis (a single slice keeps its geometry whatever axis it lies on); else the
+    axis with the largest spacing (the thick axis of an anisotropic scan, as ECLARE picks
+    it); ties, as in isotropic scans, go to the axis closest to the scanner's
+    inferior-superior direction (axial slices, what training sees), and to the last axis
+    without an affine.
+    """
+    singles = [a for a in range(3) if shape[a] == 1]
+    if singles:
+        return singles[-1]
+    if affine is None:
+        return 2
+    zooms = spacing_of(affine)
+    thickest = max(round(z, 4) for z in zooms)
+    tied = [a for a in range(3) if round(zooms[a], 4) == thickest]
+    axial = int(np.argmax(np.abs(np.asarray(affine)[2, :3])))
+    return axial if axial in tied else tied[-1]
+
+
+def stack_of_slices(volume: np.ndarray, axis: int) -> np.ndarray:
+    """The 2D slices of ``volume`` along ``axis`` as ``[n, a, b]`` (a view: the two other
+    axes in their order); :func:`volume_of_slices` puts them back."""
+    return np.moveaxis(volume, axis, 0)
+
+
+def volume_of_slices(stack: np.ndarray, axis: int) -> np.ndarray:
+    """Inverse of :func:`stack_of_slices`."""
+    return np.moveaxis(stack, 0, axis)
+
+
 def _plane_axes(
-    shape: tuple[int, int, int], zooms: tuple[float, ...], axes: tuple[int, int] | None
+    shape: tuple[int, int, int], affine: np.ndarray, axes: tuple[int, int] | None
 ) -> tuple[int, int]:
-    """The in-plane axes: ``axes`` if given; else all but a one-voxel axis (a single slice
-    keeps its geometry whatever axis it lies on); else all but the axis with the largest
-    spacing (ties: the last axis), the through-plane axis of an anisotropic scan."""
+    """The in-plane axes: ``axes`` if given, else all but :func:`through_plane_axis`."""
     if axes is not None:
         if len(axes) != 2 or len(set(axes)) != 2 or not all(0 <= a < 3 for a in axes):
             raise ValueError(f"--axes takes two different axes out of 0, 1, 2; got {axes}")
         return tuple(sorted(int(a) for a in axes))
-    singles = [a for a in range(3) if shape[a] == 1]
-    thickest = max(range(3), key=lambda a: (round(zooms[a], 4), a))
-    through = singles[-1] if singles else thickest
+    through = through_plane_axis(shape, affine)
     return tuple(a for a in range(3) if a != through)
 
 
@@ -170,7 +199,7 @@ def plan_volume(
     check_affine(affine)
     shape = tuple(int(n) for n in shape)
     zooms = spacing_of(affine)
-    in_plane = _plane_axes(shape, zooms, axes)
+    in_plane = _plane_axes(shape, affine, axes)
     through = ({0, 1, 2} - set(in_plane)).pop()
     kept: list[str] = []
     if scale is not None:
@@ -208,7 +237,7 @@ def _slices_upscale(
     from metasrgan.inference import upscale_tensor
 
     device = next(iter(model.parameters())).device
-    moved = np.moveaxis(data, axis, 0)
+    moved = stack_of_slices(data, axis)
     scale = Scale2d(
         AxisScale(factors[0].numerator, factors[0].denominator),
         AxisScale(factors[1].numerator, factors[1].denominator),
@@ -226,7 +255,7 @@ def _slices_upscale(
         out[start : start + batch] = intensity.invert(y[:, 0].cpu().numpy())
         if progress is not None:
             progress(len(chunk))
-    return np.moveaxis(out, 0, axis)
+    return volume_of_slices(out, axis)
 
 
 def volume_passes(plan: VolumePlan) -> list[tuple[int, tuple[Fraction, Fraction], bool]]:

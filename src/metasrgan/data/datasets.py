@@ -314,18 +314,15 @@ def brats_subjects(root: Path, modality: str = "t1ce") -> dict[str, Path]:
         re.IGNORECASE,
     )
     found: dict[str, Path] = {}
-    for current, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not pattern.match(name):
-                continue
-            path = Path(current) / name
-            subject = path.parent.name if path.parent != root else stem_of(path)
-            if subject in found:
-                # the same case twice (e.g. .nii and .nii.gz): keep the first, say so
-                log.warning("%s: subject %s already read from %s", path, subject, found[subject])
-                continue
-            found[subject] = path
+    for path in find_images(root):  # the one image finder (hidden files and folders skipped)
+        if path.is_dir() or not pattern.match(path.name):
+            continue
+        subject = path.parent.name if path.parent != root else stem_of(path)
+        if subject in found:
+            # the same case twice (e.g. .nii and .nii.gz): keep the first, say so
+            log.warning("%s: subject %s already read from %s", path, subject, found[subject])
+            continue
+        found[subject] = path
     return found
 
 

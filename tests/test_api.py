@@ -231,3 +231,13 @@ def test_requests_either_validate_or_fail_with_a_usage_error(scale, size, batch)
     except UsageError:
         return
     assert request.batch >= 1 and (request.scale is not None) != (request.size is not None)
+
+
+def test_the_one_sample_list_matches_the_package_folder():
+    from metasrgan.samples_path import SAMPLES, bundled_samples
+
+    folder = sample_path(SAMPLES[0]).parent
+    on_disk = {p.name.removesuffix(".nii.gz") for p in folder.glob("*.nii.gz")}
+    assert set(bundled_samples()) == on_disk == set(SAMPLES)
+    with pytest.raises(KeyError, match="bundled"):
+        sample_path("nope")

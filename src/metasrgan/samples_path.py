@@ -1,4 +1,5 @@
-"""The bundled real MRI samples (see scripts/make_samples.py and metasrgan.data.offline)."""
+"""The bundled real MRI samples: the one list (see scripts/make_samples.py and
+metasrgan.data.offline for how the ``*_val`` slabs are cut)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,8 @@ def sample_path(name: str) -> Path:
     if name not in SAMPLES:
         raise KeyError(f"unknown sample {name!r}; bundled: {', '.join(SAMPLES)}")
     return Path(str(resources.files("metasrgan") / "samples" / f"{name}.nii.gz"))
+
+
+def bundled_samples() -> dict[str, Path]:
+    """``name -> path`` of every sample of :data:`SAMPLES` present in this install."""
+    return {name: sample_path(name) for name in SAMPLES if sample_path(name).is_file()}

@@ -156,14 +156,14 @@ def build_report(
     unknown = set(formats) - {"md", "html"}
     if unknown:
         raise ValueError(f"unknown report formats {sorted(unknown)}; use md and/or html")
+    from metasrgan.atomic import atomic_write
+
     markdown = to_markdown(run_dir, collect(run_dir))
+    pages = {"md": lambda: markdown, "html": lambda: to_html(run_dir, markdown, embed)}
     written = []
-    if "md" in formats:
-        path = run_dir / "report.md"
-        path.write_text(markdown)
-        written.append(path)
-    if "html" in formats:
-        path = run_dir / "report.html"
-        path.write_text(to_html(run_dir, markdown, embed))
-        written.append(path)
+    for fmt in ("md", "html"):
+        if fmt in formats:
+            path, text = run_dir / f"report.{fmt}", pages[fmt]()
+            atomic_write(path, lambda tmp, text=text: Path(tmp).write_text(text))
+            written.append(path)
     return written

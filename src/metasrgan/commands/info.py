@@ -32,4 +32,8 @@ def run(args: argparse.Namespace) -> int:
         for key in ("trained", "recipe", "steps"):
             if key in meta:
                 print(f"  {key}: {meta[key]}")
+        acquisitions = tuple(getattr(model, "acquisitions", ()) or ())
+        if acquisitions:  # models conditioned on how the input was made (--acquisition)
+            default = getattr(model, "default_acquisition", None)
+            print(f"  acquisitions: {', '.join(acquisitions)} (default {default})")
     return 0

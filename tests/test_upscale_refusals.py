@@ -12,6 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from metasrgan.checkpoint import save_model
 from metasrgan.cli import main
@@ -235,3 +237,35 @@ def test_a_rerun_without_overwrite_is_refused_before_any_work(tmp_path, crop, ca
     assert main(["upscale", str(folder), "--scale", "2", "-o", str(folder), "--model",
                  NO_MODEL]) == 2  # fmt: skip
     assert "is the input folder" in capsys.readouterr().err
+
+
+SCALE_TEXT = st.one_of(
+    st.sampled_from(["2", "1.5", "7/3", "4.01", "1/0", "1e400", "nan", "-1", "1", "16.5", "0x2"]),
+    st.fractions(min_value=0, max_value=20, max_denominator=30).map(str),
+    st.text("0123456789./e-", max_size=6),
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(scale=SCALE_TEXT, batch=st.integers(-2, 3))
+def test_any_scale_either_upscales_exactly_or_is_refused_with_nothing_written(
+    tmp_path, model_file, crop, scale, batch
+):
+    from metasrgan.scale import parse_scale
+
+    src = tmp_path / "s.npy"
+    np.save(src, crop[0][:16, :16, 0])
+    out = tmp_path / "o.npy"
+    out.unlink(missing_ok=True)
+    code = main(["upscale", str(src), f"--scale={scale}", f"--batch={batch}", "-o", str(out),
+                 "--model", model_file, "--overwrite"])  # fmt: skip
+    try:
+        s = parse_scale(scale)
+    except ValueError:
+        s = None
+    if s is None or batch < 1:
+        assert code == 2 and not out.exists()
+    else:
+        assert code == 0 and np.load(out).shape == (16 * s.numerator // s.denominator,) * 2

@@ -59,16 +59,62 @@ def _png_size(path):
         return im.size
 
 
-def test_figure7_and_figure8(tmp_path, image, methods):
+@pytest.fixture
+def saved(monkeypatch):
+    """The matplotlib figures the figure functions save, for checking what they show."""
+    figs = []
+    original = figures._save
+
+    def keep(fig, path):
+        figs.append(fig)
+        return original(fig, path)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return figs
+
+
+def _panels(fig):
+    """``(title, xlabel, image array)`` of every axes that shows an image (insets too)."""
+    every = [a for ax in fig.axes for a in (ax, *ax.child_axes)]
+    return [(a.get_title(), a.get_xlabel(), a.images[0].get_array()) for a in every if a.images]
+
+
+METRIC = re.compile(r"^\d+\.\d\d dB / [01]\.\d{4}$")
+
+
+def test_figure7_shows_hr_and_every_method_with_its_metrics(tmp_path, image, methods, saved):
     p7 = figures.figure7(image, methods, tmp_path / "fig7.png", crop_size=(48, 48))
     w7, h7 = _png_size(p7)
     assert w7 > 3 * h7  # HR + 3 methods side by side
+    main_panels = [p for p in _panels(saved[-1]) if p[0]]
+    assert [t for t, _, _ in main_panels] == ["HR (ground truth)", "Bicubic", "Meta", "SRGAN"]
+    assert main_panels[0][1] == "PSNR / SSIM"
+    assert all(METRIC.match(x) for _, x, _ in main_panels[1:])
+    hr = main_panels[0][2]
+    assert hr.shape == (48, 48) and float(np.ptp(hr)) > 0.3  # a real slice, not blank
+    for _, _, sr in main_panels[1:]:
+        assert sr.shape == hr.shape and not np.array_equal(sr, hr)
+    insets = [p for p in _panels(saved[-1]) if not p[0]]
+    assert len(insets) == 4 and all(i[2].shape[0] < 48 for i in insets)  # zoomed details
+    with pytest.raises(ValueError, match="no method"):
+        figures.figure7(image, methods[2:], tmp_path / "x.png", scale=Fraction(3))
+
+
+def test_figure8_shows_one_slice_through_every_scale(tmp_path, image, methods, saved):
     scales = [Fraction(3, 2), Fraction(2), Fraction(37, 10)]
     p8 = figures.figure8(image, methods, scales, tmp_path / "fig8.png", crop_size=(48, 48))
     w8, h8 = _png_size(p8)
-    assert w8 > h8  # 2 rows (bicubic, Meta; SRGAN is fixed-scale) x 4 columns
-    with pytest.raises(ValueError, match="no method"):
-        figures.figure7(image, methods[2:], tmp_path / "x.png", scale=Fraction(3))
+    assert w8 > h8
+    panels = _panels(saved[-1])
+    # HR once, then bicubic and Meta (SRGAN is fixed-scale: no row) at each of 3 scales
+    assert len(panels) == 1 + 2 * len(scales)
+    assert [t for t, _, _ in panels[:4]] == ["HR (ground truth)", "x1.5", "x2", "x3.7"]
+    assert sum(bool(METRIC.match(x)) for _, x, _ in panels) == 2 * len(scales)
+    rows = [ax.get_ylabel() for ax in saved[-1].axes if ax.get_ylabel()]
+    assert rows == ["Bicubic", "Meta"]
+    # every panel is an upscaling of the exact HR crop (same size), each different
+    sizes = {p[2].shape for p in panels}
+    assert len(sizes) <= len(scales) + 1 and all(min(s) >= 40 for s in sizes)
 
 
 def test_plot_sweep(tmp_path, methods):

@@ -65,7 +65,7 @@ MODEL_CASES: dict[str, str] = {
     "pickle.safetensors": r"a PyTorch pickle .* never unpickles",
     "garbage.safetensors": r"not a readable safetensors file",
     "truncated.safetensors": r"truncated",
-    "huge_arg.safetensors": r"features=100000 exceeds 4096",
+    "huge_arg.safetensors": r"features=100000 exceeds 1024",
     "huge_params.safetensors": r"would have [\d,]+ parameters; the limit is",
     "unknown_arg.safetensors": r"has no argument 'bogus'",
     "unknown_model.safetensors": r"unknown model 'nope'",
@@ -258,7 +258,7 @@ def make_models(folder: Path) -> None:
     (folder / "truncated.safetensors").write_bytes(data[: len(data) - 500])
     huge = {"name": "meta-srgan", "args": {"features": 100000}}
     _save(folder / "huge_arg.safetensors", {"x": torch.zeros(1)}, huge)
-    params = {"name": "edsr", "args": {"features": 4096, "blocks": 64}}
+    params = {"name": "edsr", "args": {"features": 1024, "blocks": 64}}
     _save(folder / "huge_params.safetensors", {"x": torch.zeros(1)}, params)
     _save(folder / "unknown_arg.safetensors", good, {"name": "meta-srgan", "args": {"bogus": 1}})
     _save(folder / "unknown_model.safetensors", good, {"name": "nope", "args": {}})

@@ -34,3 +34,31 @@ def test_bad_files_fail_clearly(tmp_path):
         load_model(bad)
     with pytest.raises(CheckpointError, match="end in .safetensors"):
         save_model(make({"name": "srgan"}), tmp_path / "x.pt")
+
+
+def test_specs_are_checked_against_the_constructor_before_building(tmp_path):
+    from metasrgan.checkpoint import MAX_PARAMETERS, validate_spec
+
+    # every argument the constructor takes is accepted, whatever it is called
+    spec = {"name": "meta-srgan", "args": {"features": 8, "acquisitions": ["bicubic"]}}
+    assert validate_spec(spec) == spec
+    with pytest.raises(CheckpointError, match="has no argument 'widht'.*features"):
+        validate_spec({"name": "meta-srgan", "args": {"widht": 8}})
+    with pytest.raises(CheckpointError, match="blocks=True should be int"):
+        validate_spec({"name": "srgan", "args": {"blocks": True}})
+    with pytest.raises(CheckpointError, match="mean=nan is not finite"):
+        validate_spec({"name": "srgan", "args": {"mean": float("nan")}})
+    with pytest.raises(CheckpointError, match="widths has 100 entries"):
+        validate_spec({"name": "discriminator", "args": {"widths": [8] * 100}})
+    with pytest.raises(CheckpointError, match="bad arguments for model 'meta-srgan'"):
+        validate_spec({"name": "meta-srgan", "args": {"skip": "sideways"}})
+    with pytest.raises(CheckpointError, match=f"the limit is {MAX_PARAMETERS:,}"):
+        validate_spec({"name": "edsr", "args": {"features": 1024, "blocks": 64}})
+
+
+def test_a_saved_model_round_trips_through_every_check(tmp_path):
+    model = make({"name": "srgan", "args": {"features": 8, "blocks": 2}})
+    path = save_model(model, tmp_path / "s.safetensors")
+    loaded = load_model(path)
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b)

@@ -39,3 +39,49 @@ def test_demo_runs_on_the_library_and_writes_its_figures_and_table(tmp_path, cap
     assert "Meta-SRGAN" in table and "| 3 |" in table
     assert main(["demo", "-o", str(out), "--scales", "4.01"]) == 2
     assert "use 4 = 4/1" in capsys.readouterr().err
+
+
+def _probe_command(monkeypatch, error: BaseException):
+    """Register a command whose run() raises ``error``."""
+    import types
+
+    from metasrgan import cli
+
+    probe = types.ModuleType("probe_command")
+    probe.add_arguments = lambda parser: None
+
+    def run(args):
+        raise error
+
+    probe.run = run
+    monkeypatch.setitem(sys.modules, "probe_command", probe)
+    monkeypatch.setitem(cli.COMMANDS, "probe", ("probe_command", "raises"))
+
+
+def test_exit_codes_say_what_kind_of_failure_it_was(monkeypatch, capsys):
+    class UsageError(ValueError):  # matched by name, like metasrgan.api's
+        pass
+
+    wrapped = ValueError("a library turned Ctrl+C into this")
+    wrapped.__context__ = KeyboardInterrupt()
+    cases = [
+        (UsageError("--scale must be positive"), 2, "--scale must be positive"),
+        (FileNotFoundError("in.nii.gz: no such file"), 2, "in.nii.gz: no such file"),
+        (PermissionError("out.nii.gz: permission denied"), 1, "out.nii.gz: permission denied"),
+        (KeyError("unknown model 'x'"), 2, "error: unknown model 'x'"),
+        (wrapped, 130, "interrupted (SIGINT)"),
+        (KeyboardInterrupt(), 130, "interrupted (SIGINT)"),
+    ]
+    for error, code, text in cases:
+        _probe_command(monkeypatch, error)
+        assert main(["probe"]) == code, error
+        err = capsys.readouterr().err
+        assert text in err and "Traceback" not in err
+
+
+def test_main_restores_the_signal_handlers_it_installs():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    assert main(["info"]) == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -291,3 +291,27 @@ def test_enhanced_multiframe_dicom_matches_the_same_series(tmp_path):
     np.testing.assert_allclose(b.array, vol)
     np.testing.assert_allclose(b.affine, a.affine, atol=1e-9)
     assert b.spacing == pytest.approx(a.spacing)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_one_slice_volumes_keep_their_geometry_along_any_axis(tmp_path, axis):
+    shape = [16, 16, 16]
+    shape[axis] = 1
+    vol = real_volume((16, 16, 16))[tuple(slice(8, 9) if n == 1 else slice(None) for n in shape)]
+    zooms = [1.0, 1.0, 1.0]
+    zooms[axis] = 3.0
+    path = write_nifti(tmp_path / "slab.nii.gz", vol, np.diag([*zooms, 1.0]))
+    image = read_image(path)
+    assert image.shape == tuple(shape)
+    assert image.spacing == pytest.approx(tuple(zooms))
+    np.testing.assert_allclose(image.affine, np.diag([*zooms, 1.0]))
+
+
+def test_reading_is_refused_for_things_that_are_not_files(tmp_path):
+    (tmp_path / "scan.nii.gz").mkdir()
+    with pytest.raises(ImageReadError, match="scan.nii.gz: is a folder, not a file"):
+        read_image(tmp_path / "scan.nii.gz")
+    link = tmp_path / "device.nii"
+    link.symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(ImageReadError, match="device.nii: not a regular file"):
+        read_image(link)

@@ -65,3 +65,54 @@ def test_mismatched_state_files_are_refused(tmp_path):
         read_state(tmp_path / "state")
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         read_state(tmp_path / "elsewhere")
+
+
+def _restore_into(tensors, meta, features=4):
+    g = make({"name": "meta-srgan", "args": {"features": features, "blocks": 1}})
+    opt = torch.optim.Adam(g.parameters(), 1e-3)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 2, 0.5)
+    restore_models(tensors, g, None)
+    restore_optimizers(meta, tensors, opt, None, sched, None)
+
+
+def test_a_damaged_state_is_refused_naming_the_file(tmp_path):
+    from safetensors.torch import load_file
+
+    from metasrgan.checkpoint import CheckpointError
+
+    make_state(tmp_path / "state", 4)
+    tensor_file = tmp_path / "state" / "state.safetensors"
+    good = tensor_file.read_bytes()
+    tensors = {k: v.clone() for k, v in load_file(str(tensor_file)).items()}
+    torch.save(tensors, tensor_file)  # a pickle: refused, never loaded
+    with pytest.raises(CheckpointError, match="state.safetensors: a PyTorch pickle"):
+        read_state(tmp_path / "state")
+    tensor_file.write_bytes(good[:-1000])
+    with pytest.raises(CheckpointError, match="state.safetensors: .*truncated"):
+        read_state(tmp_path / "state")
+    tensor_file.write_bytes(good)
+    json_file = tmp_path / "state" / "state.json"
+    text = json_file.read_text()
+    json_file.write_text(text[: len(text) // 2])
+    with pytest.raises(CheckpointError, match="state.json: not valid JSON"):
+        read_state(tmp_path / "state")
+    json_file.write_text(text)
+    meta, tensors = read_state(tmp_path / "state")
+    _restore_into(tensors, meta)  # the intact state restores
+
+
+def test_a_state_from_another_model_names_the_tensor_before_restoring(tmp_path):
+    from metasrgan.checkpoint import CheckpointError
+
+    make_state(tmp_path / "state", 4)
+    meta, tensors = read_state(tmp_path / "state")
+    with pytest.raises(CheckpointError, match=r"state.safetensors: tensor generator\..* has shape"):
+        _restore_into(tensors, meta, features=6)
+    broken = dict(tensors)
+    moment = next(k for k in broken if k.startswith("opt_g.") and k.endswith("exp_avg"))
+    broken[moment] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError, match=r"optimizer tensor .*exp_avg has shape \(3, 3\)"):
+        _restore_into(type(tensors)(broken), meta)
+    no_rng = {k: v for k, v in tensors.items() if k != "rng.torch"}
+    with pytest.raises(CheckpointError, match="no valid rng.torch"):
+        _restore_into(no_rng, meta)

@@ -43,7 +43,7 @@ __all__ = [
 FORMAT = "metasrgan-model/1"
 MAX_PARAMETERS = 500_000_000
 """Largest model a file may ask for (EDSR, the largest here, has 40.7 million)."""
-MAX_INT_ARG = 4096
+MAX_INT_ARG = 1024
 """Bound on every integer argument of a model spec (widths, depths, hidden sizes)."""
 MAX_SEQUENCE_ARG = 64
 

@@ -73,6 +73,9 @@ def _exact(value: float | int | str | Fraction, what: str) -> Fraction:
         if isinstance(value, float):
             if not math.isfinite(value):
                 raise OverflowError
+            near = Fraction(value).limit_denominator(MAX_SCALE_DENOMINATOR)
+            if abs(float(near) - value) <= 1e-12 * max(1.0, abs(value)):
+                return near  # the float of an allowed p/q (7/3 -> 2.3333333333333335)
             return Fraction(repr(value))
         return Fraction(value)
     except ZeroDivisionError:

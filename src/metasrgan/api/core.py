@@ -20,7 +20,7 @@ from torch import nn
 
 from metasrgan.api.options import Request, UsageError, check_voxels, size_factors
 from metasrgan.scale import AxisScale, Scale2d
-from metasrgan.volume import VolumePlan, check_affine, plan_volume, scaled_affine
+from metasrgan.volume import VolumePlan, check_affine, check_spacing, plan_volume, scaled_affine
 
 
 def load_model(name_or_path: str | os.PathLike | None = None, device: str = "auto") -> nn.Module:
@@ -108,6 +108,7 @@ def _plan_volume(shape, affine, request: Request, where: str) -> UpscalePlan:
     except ValueError as err:
         raise UsageError(f"{where}: {err}") from None
     check_voxels(where, shape, vplan.out_shape, request.max_voxels)
+    check_spacing(affine)  # warns when the voxels are far from the training data's
     return UpscalePlan(shape, vplan.out_shape, vplan.factors, volume=vplan,
                        notes=tuple(vplan.notes()))  # fmt: skip
 

@@ -29,6 +29,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import Path as FastAPIPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
@@ -55,6 +56,8 @@ from metasrgan.viewer.volumes import (
 )
 
 KINDS = ("metasrgan", "bicubic", "difference")
+VOLUME_ID = "a loaded volume's id (``sample-NAME`` for bundled samples)"
+EXAMPLE_ID = "sample-colin27_val"
 STATIC = Path(str(resources.files("metasrgan") / "viewer" / "static"))
 
 
@@ -69,13 +72,14 @@ def no_store(response: Response) -> None:
 
 router = APIRouter(prefix="/api", dependencies=[Depends(no_store)])
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
+VolumeId = Annotated[str, FastAPIPath(max_length=128, description=VOLUME_ID, examples=[EXAMPLE_ID])]
 
 
 def zoom_params(
     viewer: ViewerDep,
-    volume: str = Query(..., max_length=128, description="a loaded volume's id"),
+    volume: str = Query(..., max_length=128, description=VOLUME_ID, examples=[EXAMPLE_ID]),
     axis: str = Query(..., max_length=16, description="sagittal, coronal or axial"),
-    index: int = Query(..., description="slice index along the axis"),
+    index: int = Query(..., description="slice index along the axis", examples=[6]),
     scale: float = Query(2.0, description="the zoom of both axes (1-4)"),
     scale_h: float | None = Query(None, description="vertical zoom (overrides scale)"),
     scale_w: float | None = Query(None, description="horizontal zoom (overrides scale)"),
@@ -205,11 +209,16 @@ async def api_upload(
 
 
 @router.get("/volumes/{vol_id}")
-def api_volume(vol_id: str, viewer: ViewerDep):
+def api_volume(vol_id: VolumeId, viewer: ViewerDep):
     return viewer.volume(vol_id).describe()
 
 
-def slice_params(vol_id: str, axis: str, index: int, viewer: ViewerDep) -> tuple[Volume, str, int]:
+def slice_params(
+    vol_id: VolumeId,
+    viewer: ViewerDep,
+    axis: Annotated[str, Query(max_length=16, examples=["axial"])],
+    index: Annotated[int, Query(examples=[6])],
+) -> tuple[Volume, str, int]:
     volume = viewer.volume(vol_id)
     volume.check(axis, index)
     return volume, axis, index
@@ -236,7 +245,7 @@ def api_slice_bin(where: SliceDep):
 
 @router.get("/volumes/{vol_id}/upscaled.nii.gz")
 def api_upscaled_volume(
-    vol_id: str,
+    vol_id: VolumeId,
     viewer: ViewerDep,
     axis: str = Query(..., max_length=16),
     scale_h: float = Query(2.0),

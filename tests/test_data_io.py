@@ -315,3 +315,11 @@ def test_reading_is_refused_for_things_that_are_not_files(tmp_path):
     link.symlink_to("/dev/zero")  # reading it would never end
     with pytest.raises(ImageReadError, match="device.nii: not a regular file"):
         read_image(link)
+
+
+def test_find_images_never_opens_a_fifo(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")  # no extension: looked at for the DICOM preamble
+    np.save(tmp_path / "a.npy", np.eye(3))
+    assert find_images(tmp_path) == [tmp_path / "a.npy"]

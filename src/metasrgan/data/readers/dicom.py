@@ -30,6 +30,8 @@ def is_dicom_file(path: Path) -> bool:
     """True for files with the DICOM preamble (``DICM`` at byte 128) or a ``.dcm`` name."""
     if suffix_of(path) == ".dcm":
         return True
+    if not path.is_file():  # a FIFO or device would block or never end
+        return False
     try:
         with open(path, "rb") as f:
             head = f.read(132)

@@ -121,35 +121,32 @@ def _skip_reason(shape: tuple[int, ...], zooms: tuple[float, ...], settings: App
 
 
 def _super_resolve(model, scan: RawScan, settings: AppSettings):
-    """Upscale one scan; returns the output image and the ``SuperResolution`` record."""
-    from metasrgan import __version__
+    """Upscale one scan with :func:`metasrgan.api.upscale`; returns the output image (header
+    derived from the scan's) and the ``SuperResolution`` record."""
+    from metasrgan import __version__, api
     from metasrgan.data.io import read_image
     from metasrgan.headers import derived_image, super_resolution_record
-    from metasrgan.volume import check_spacing, plan_volume, spacing_of, upscale_volume
+    from metasrgan.volume import spacing_of
 
     image = read_image(scan.path)
     data = image.array if image.array.ndim == 3 else image.array[..., None]
-    plan = plan_volume(data.shape, image.affine, scale=settings.scale, spacing=settings.spacing)
+    request = api.Request.of(scale=settings.scale, spacing=settings.spacing, batch=settings.batch)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        check_spacing(image.affine)
-    for w in caught:
-        log.warning("%s: %s", scan.relpath, w.message)
-    for note in plan.notes():
+        plan = api.plan_upscale(data.shape, image.affine, request, scan.relpath)
+        out, affine = api.upscale(data, settings.scale, spacing=settings.spacing, model=model,
+                                  affine=image.affine, batch=settings.batch)  # fmt: skip
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        log.warning("%s: %s", scan.relpath, message)
+    for note in plan.notes:
         log.info("%s: %s", scan.relpath, note)
-    out, affine = upscale_volume(model, data, image.affine, plan, settings.batch, progress=False)
     factors = [float(f) for f in plan.factors]
     done = f"metasrgan {__version__} x" + ",".join(f"{f:g}" for f in factors)
     img = derived_image(out, affine, image.header, done, settings.dtype)
     record = super_resolution_record(
-        getattr(model, "record", {}),
-        factors,
-        data.shape,
-        out.shape,
-        spacing_of(image.affine),
-        spacing_of(affine),
-        settings.dtype,
-    )
+        getattr(model, "record", {}), factors, data.shape, out.shape,
+        spacing_of(image.affine), spacing_of(affine), settings.dtype,
+    )  # fmt: skip
     return img, record
 
 
@@ -244,10 +241,11 @@ def run(
     threads: int = 0,
 ) -> list[ParticipantResult]:
     """Run the app at the participant level; returns one result per participant."""
-    from metasrgan import inference
+    from metasrgan import api, inference
     from metasrgan.checkpoint import read_metadata
     from metasrgan.headers import model_record
 
+    api.Request.of(scale=settings.scale, spacing=settings.spacing)  # a bad option: no work
     bids_dir, out_root = Path(bids_dir), Path(out_dir)
     if n_jobs < 1:
         raise ValueError(f"--n-jobs must be at least 1, got {n_jobs}")

@@ -269,3 +269,32 @@ def test_any_scale_either_upscales_exactly_or_is_refused_with_nothing_written(
         assert code == 2 and not out.exists()
     else:
         assert code == 0 and np.load(out).shape == (16 * s.numerator // s.denominator,) * 2
+
+
+def _png_header_only(path, side):
+    """A PNG that declares ``side x side`` pixels in a few bytes (the pixels are absent)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("side, code, message", [
+    (12000, 2, "576,000,000 output voxels"),  # fits the reader, not the output limit
+    (20000, 1, "20000x20000"),  # refused by the reader's own limit, from the header
+])  # fmt: skip
+def test_huge_pictures_are_refused_from_their_header(tmp_path, side, code, message, capsys):
+    src = _png_header_only(tmp_path / "huge.png", side)
+    out = tmp_path / "huge_x2.png"
+    assert main(["upscale", str(src), "--scale", "2", "-o", str(out), "--model", NO_MODEL]) == code
+    err = capsys.readouterr().err
+    assert message in err and "huge.png" in err
+    assert not out.exists()

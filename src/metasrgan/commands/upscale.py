@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     if threads:
         torch.set_num_threads(threads)
-    model = api.load_model(args.model, device)
-    if getattr(model, "metadata", {}).get("untrained"):
+    model = api.load_model(args.model, device) if any(not j.error for j in jobs) else None
+    if model is not None and getattr(model, "metadata", {}).get("untrained"):
         print("WARNING: no trained model available; outputs come from an UNTRAINED network",
               file=sys.stderr)  # fmt: skip
     failures = 0

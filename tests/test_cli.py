@@ -85,3 +85,13 @@ def test_main_restores_the_signal_handlers_it_installs():
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     assert main(["info"]) == 0
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_upscale_help_and_the_api_import_load_no_torch():
+    code = (
+        "import sys\nfrom metasrgan.cli import main\nimport metasrgan\n"
+        "metasrgan.UsageError\ntry:\n    main(['upscale', '--help'])\nexcept SystemExit:\n"
+        "    pass\nprint('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--max-voxels" in out.stdout and out.stdout.strip().endswith("False")

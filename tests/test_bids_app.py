@@ -84,7 +84,7 @@ def test_sidecar_carries_raw_fields_sources_factors_and_model(app_run):
     assert "ReconMatrixPE" not in side
     assert side["Sources"] == [f"bids:raw:{rel}"]
     sr = side["SuperResolution"]
-    assert sr["Factors"] == [2.0, 2.0, 1.0]
+    assert sr["Factors"] == ["2", "2", "1"]
     assert sr["InputShape"] == [48, 48, 6] and sr["OutputShape"] == [96, 96, 6]
     assert sr["Model"]["SHA256"] == hashlib.sha256(shipped_model_path().read_bytes()).hexdigest()
     assert side["SkullStripped"] is False

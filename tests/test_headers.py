@@ -206,7 +206,7 @@ def test_sidecar_written_atomically_with_inherited_fields(tmp_path):
     write_sidecar(side, content)
     back = json.loads(side.read_text())
     assert back["EchoTime"] == 0.003 and "ReconMatrixPE" not in back
-    assert back["SuperResolution"]["Factors"] == [2.0, 2.0, 1.0]
+    assert back["SuperResolution"]["Factors"] == ["2", "2", "1"]
     assert back["SuperResolution"]["Model"]["SHA256"] == "ab"
     assert sorted(p.name for p in tmp_path.iterdir()) == [side.name]  # no temporary file
     assert sidecar_path(tmp_path / "x.png") is None

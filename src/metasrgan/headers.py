@@ -56,8 +56,8 @@ def extend_descrip(old: bytes | str, done: str) -> bytes:
     text = old.decode("latin-1", "replace") if isinstance(old, bytes) else str(old)
     text = text.rstrip("\x00").strip()
     new = done.encode("ascii", "replace")[:DESCRIP_BYTES]
-    if not text:
-        return new
+    if not text or not new:
+        return new or text.encode("latin-1", "replace")[:DESCRIP_BYTES]
     room = DESCRIP_BYTES - len(new) - 2
     if room <= 0:
         return new
@@ -190,6 +190,16 @@ def model_record(path: str | os.PathLike | None, metadata: dict[str, Any] | None
     return {"Name": name, "File": path.name, "SHA256": sha256_of(path)}
 
 
+def model_record_of(model) -> dict:
+    """:func:`model_record` of a loaded model (:func:`metasrgan.inference.load` keeps the
+    file's path as ``model.source_path``)."""
+    meta = getattr(model, "metadata", None) or {}
+    path = getattr(model, "source_path", None)
+    if path is None and not meta.get("untrained"):
+        return {"Name": meta.get("name") or "meta-srgan", "File": None}
+    return model_record(path, meta)
+
+
 def sidecar_path(image_path: str | os.PathLike) -> Path | None:
     """``x.json`` beside ``x.nii.gz`` / ``x.nii``; None for other files."""
     image_path = Path(image_path)
@@ -201,27 +211,32 @@ def sidecar_path(image_path: str | os.PathLike) -> Path | None:
 
 def super_resolution_record(
     model: dict,
-    factors: Sequence[float],
+    factors: Sequence,
     in_shape: Sequence[int],
     out_shape: Sequence[int],
-    in_zooms: Sequence[float],
-    out_zooms: Sequence[float],
+    in_zooms: Sequence[float] | None = None,
+    out_zooms: Sequence[float] | None = None,
     dtype: str = "float32",
 ) -> dict:
-    """What was done to one image: tool, model, factors per voxel axis, grids before/after."""
+    """What was done to one image: tool, model, exact factors per voxel axis (``"7/3"``),
+    grids before and after."""
+    from fractions import Fraction
+
     from metasrgan import __version__
 
-    return {
+    record = {
         "Tool": "metasrgan",
         "Version": __version__,
         "Model": model,
-        "Factors": [round(float(f), 6) for f in factors],
+        "Factors": [str(Fraction(f).limit_denominator(1000)) for f in factors],
         "InputShape": [int(n) for n in in_shape],
         "OutputShape": [int(n) for n in out_shape],
-        "InputVoxelSize": [round(float(z), 6) for z in in_zooms],
-        "OutputVoxelSize": [round(float(z), 6) for z in out_zooms],
-        "OutputDataType": dtype,
     }
+    if in_zooms is not None and out_zooms is not None:
+        record["InputVoxelSize"] = [round(float(z), 6) for z in in_zooms]
+        record["OutputVoxelSize"] = [round(float(z), 6) for z in out_zooms]
+    record["OutputDataType"] = dtype
+    return record
 
 
 def sidecar_content(

@@ -140,11 +140,10 @@ def _super_resolve(model, scan: RawScan, settings: AppSettings):
         log.warning("%s: %s", scan.relpath, message)
     for note in plan.notes:
         log.info("%s: %s", scan.relpath, note)
-    factors = [float(f) for f in plan.factors]
-    done = f"metasrgan {__version__} x" + ",".join(f"{f:g}" for f in factors)
+    done = f"metasrgan {__version__} x" + ",".join(str(f) for f in plan.factors)
     img = derived_image(out, affine, image.header, done, settings.dtype)
     record = super_resolution_record(
-        getattr(model, "record", {}), factors, data.shape, out.shape,
+        getattr(model, "record", {}), plan.factors, data.shape, out.shape,
         spacing_of(image.affine), spacing_of(affine), settings.dtype,
     )  # fmt: skip
     return img, record

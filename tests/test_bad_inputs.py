@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metasrgan.checkpoint import CheckpointError, load_model, load_weights
@@ -181,3 +182,33 @@ def test_info_on_bad_model_files_exits_2_with_the_message(corpus, capsys):
         assert main(["info", "--model", str(folder / name)]) == 2
         err = capsys.readouterr().err
         assert name in err and re.search(expected[name], err), err
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_a_ctrl_c_while_reading_is_never_blamed_on_the_file(tmp_path, monkeypatch, wrapped):
+    """KeyboardInterrupt passes through the readers, even when a library wrapped it."""
+    import shutil
+
+    import nibabel.dataobj_images
+    from PIL import ImageFile
+
+    from metasrgan.samples_path import sample_path
+
+    def interrupted(*args, **kwargs):
+        if not wrapped:
+            raise KeyboardInterrupt
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as err:
+            raise OSError("read failed") from err
+
+    shutil.copy(sample_path("mni152_val"), tmp_path / "good.nii.gz")
+    monkeypatch.setattr(nibabel.dataobj_images.DataobjImage, "get_fdata", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read_image(tmp_path / "good.nii.gz")
+    from PIL import Image
+
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(tmp_path / "good.png")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        read_image(tmp_path / "good.png")

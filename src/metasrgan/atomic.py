@@ -96,7 +96,7 @@ def interrupt_in_chain(err: BaseException) -> KeyboardInterrupt | None:
 
 
 def _prefix(path: Path) -> str:
-    return f".{path.name}.{_HOST}-{os.getpid()}-"
+    return f".{path.name[:100]}.{_HOST}-{os.getpid()}-"  # short enough for any file system
 
 
 def is_temp_name(name: str) -> bool:
@@ -104,6 +104,8 @@ def is_temp_name(name: str) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there: rely on the age alone
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -6,7 +6,6 @@ nothing is read in full, loaded or written until the whole request has been chec
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -105,23 +104,29 @@ def upscale_file(
     max_voxels: int | None = None,
     batch: int = 1,
     progress: bool = False,
+    dtype: str = "float32",
 ) -> FileResult:
     """Upscale the image or volume in ``src`` (NIfTI, DICOM, PNG/TIFF/JPEG, ``.npy``) into
     ``dst``, with the same options as :func:`~metasrgan.api.core.upscale`.
 
     The request and the output path are checked before anything is read in full: ``dst``
     must have an ending for the input's kind (volumes: ``.nii``/``.nii.gz``), must not be
-    the input or its JSON sidecar, and may exist only with ``overwrite``.  Volumes get a
-    BIDS-style sidecar next to ``dst``.  Outputs keep the input's units (8/16-bit PNGs
-    their bit depth) and are written atomically.
+    the input or its JSON sidecar, and may exist only with ``overwrite``.  NIfTI outputs
+    get a BIDS-style sidecar next to ``dst`` and are stored as ``dtype`` (``float32``,
+    ``int16`` or ``same``, scaled with ``scl_slope``).  Outputs keep the input's units
+    (8/16-bit PNGs their bit depth) and are written atomically.
     """
     request = Request.of(scale, size, spacing, axes, acquisition, batch, max_voxels)
     plan = plan_file(Path(src), Path(dst), request, overwrite)
-    return run_job(_as_model(model), Job(Path(src), Path(dst), plan), request, progress)
+    return run_job(_as_model(model), Job(Path(src), Path(dst), plan), request, progress, dtype)
 
 
-def run_job(model: nn.Module, job: Job, request: Request, progress: bool = False) -> FileResult:
-    """Read, upscale and write one planned input."""
+def run_job(
+    model: nn.Module, job: Job, request: Request, progress: bool = False, dtype: str = "float32"
+) -> FileResult:
+    """Read, upscale and write one planned input (NIfTI outputs stored as ``dtype``:
+    float32, int16 or ``same``, see :mod:`metasrgan.headers`)."""
+    from metasrgan import __version__
     from metasrgan.data.io import MRImage, read_image, suffix_of, write_image
 
     check_model(model, request)
@@ -136,31 +141,25 @@ def run_job(model: nn.Module, job: Job, request: Request, progress: bool = False
     if image.source_dtype in ("uint8", "uint16") and integer_picture:
         info = np.iinfo(image.source_dtype)  # same units and bit depth as the input
         out = np.clip(np.rint(out), info.min, info.max)
-    write_image(job.dst, MRImage(out.astype(np.float32), affine, (), job.src, image.header), bits)
-    if plan.is_volume:
-        write_sidecar(job.dst, job.src, plan, model)
+    done = f"metasrgan {__version__} x" + ",".join(str(f) for f in plan.factors)
+    write_image(job.dst, MRImage(out.astype(np.float32), affine, (), job.src, image.header), bits,
+                done=done, dtype=dtype)  # fmt: skip
+    write_sidecar(job.dst, job.src, plan, model)  # every NIfTI output, 2D ones included
     return FileResult(job.src, job.dst, plan.in_shape, plan.out_shape, plan.factors, plan.notes)
 
 
 def write_sidecar(dst: Path, src: Path, plan: UpscalePlan, model: nn.Module) -> None:
-    """BIDS-style provenance next to a NIfTI output (atomic, like the image)."""
-    from metasrgan import __version__
-    from metasrgan.atomic import atomic_write
+    """BIDS-style provenance next to a NIfTI output (atomic, like the image): the source,
+    the exact factors and the model file with its SHA-256."""
+    from metasrgan import headers
 
     side = sidecar_of(dst)
     if side is None:
         return
-    meta = getattr(model, "metadata", {}) or {}
-    text = json.dumps({
-        "Sources": [str(src)],
-        "SuperResolution": {
-            "Tool": f"metasrgan {__version__}",
-            "Model": meta.get("name", meta.get("model", {}).get("name", "meta-srgan")),
-            "ModelUntrained": bool(meta.get("untrained", False)),
-            "Factors": [str(f) for f in plan.factors],
-        },
-    }, indent=2) + "\n"  # fmt: skip
-    atomic_write(side, lambda tmp: Path(tmp).write_text(text))
+    record = headers.super_resolution_record(
+        headers.model_record_of(model), plan.factors, plan.in_shape, plan.out_shape
+    )
+    headers.write_sidecar(side, headers.sidecar_content(record, [str(src)]))
 
 
 # --------------------------------------------------------------------------- folders

@@ -164,11 +164,15 @@ def _check_dims(image: MRImage, allow_4d: bool) -> None:
 # ---------------------------------------------------------------------------- writing
 
 
-def write_image(path: str | os.PathLike, image: MRImage, bits: int = 8) -> Path:
+def write_image(
+    path: str | os.PathLike, image: MRImage, bits: int = 8, *, done: str = "",
+    dtype: str = "float32",
+) -> Path:  # fmt: skip
     """Write atomically (temp file + rename) in the format named by ``path``'s ending.
 
-    - NIfTI: float32 with ``image.affine`` (or ``diag(spacing)``), zooms from the affine,
-      sform/qform codes copied from ``image.header`` when it is a NIfTI header.
+    - NIfTI: ``dtype`` (float32, int16 or the input's, scaled) with ``image.affine`` (or
+      ``diag(spacing)``); the header derived from ``image.header`` with ``done`` added to
+      ``descrip`` (:func:`metasrgan.headers.derived_image`); gzip without a timestamp.
     - PNG/JPEG: ``bits`` 8 (or 16, PNG only) per pixel.  Values in [0, 1] are scaled to the
       full range; integer values that already fit are written as they are; anything else
       is min-max scaled.
@@ -181,9 +185,9 @@ def write_image(path: str | os.PathLike, image: MRImage, bits: int = 8) -> Path:
     suffix = suffix_of(path)
     array = np.asarray(image.array, dtype=np.float32)
     if suffix in NIFTI_SUFFIXES:
-        payload = _nifti_bytes(image, array)
+        payload = _nifti_bytes(image, array, done, dtype)
         if suffix == ".nii.gz":
-            payload = gzip.compress(payload, compresslevel=6)
+            payload = gzip.compress(payload, compresslevel=6, mtime=0)
         atomic_write(path, lambda tmp: Path(tmp).write_bytes(payload))
     elif suffix == ".npy":
         buf = io.BytesIO()
@@ -205,35 +209,22 @@ def write_image(path: str | os.PathLike, image: MRImage, bits: int = 8) -> Path:
     return path
 
 
-def _nifti_bytes(image: MRImage, array: np.ndarray) -> bytes:
-    import nibabel as nib
+def _nifti_bytes(
+    image: MRImage, array: np.ndarray, done: str = "", dtype: str = "float32"
+) -> bytes:
+    """The header rules of :func:`metasrgan.headers.derived_image`: the fields that stay
+    true are kept, ``descrip`` extended with ``done``, qform/sform codes copied (1/1 for
+    DICOM series, as dcm2niix), ``cal_min``/``cal_max`` recomputed, stored as ``dtype``."""
+    from metasrgan.data.readers.dicom import is_dicom_file
+    from metasrgan.headers import derived_image
 
     affine = image.affine
     if affine is None:
         spacing = list(image.spacing[:3]) + [1.0] * (3 - min(3, len(image.spacing)))
         affine = np.diag(spacing + [1.0])
-    affine = np.asarray(affine, dtype=np.float64)
-    img = nib.Nifti1Image(array, affine)
-    hdr = img.header
-    sform_code, qform_code = 2, 0
-    src = image.header
-    if isinstance(src, nib.Nifti1Header):
-        sform_code = int(src["sform_code"]) or 0
-        qform_code = int(src["qform_code"]) or 0
-        if sform_code == 0 and qform_code == 0:
-            sform_code = 2
-        hdr.set_xyzt_units(*src.get_xyzt_units())
-        hdr["descrip"] = src["descrip"]
-    else:
-        hdr.set_xyzt_units("mm")
-    hdr.set_sform(affine, code=sform_code)
-    hdr.set_qform(affine, code=qform_code)
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
-    nd = array.ndim
-    hdr.set_zooms(tuple(zooms[: min(nd, 3)]) + (1.0,) * max(0, nd - 3))
-    hdr.set_data_dtype(np.float32)
-    hdr.set_slope_inter(1.0, 0.0)
-    return img.to_bytes()
+    src = Path(image.path) if image.path is not None else None
+    from_dicom = image.header is None and src is not None and (src.is_dir() or is_dicom_file(src))
+    return derived_image(array, affine, image.header, done, dtype, from_dicom=from_dicom).to_bytes()
 
 
 def _plain_bytes(path: Path, array: np.ndarray, suffix: str, bits: int) -> bytes:

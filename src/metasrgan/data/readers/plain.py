@@ -27,6 +27,7 @@ LUMINANCE = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 FORMATS = ("PNG", "TIFF", "JPEG")
 """What Pillow may decode here (the content must match one of the supported endings)."""
+MODE_BYTES = {"1": 1, "L": 1, "P": 1, "LA": 2, "I;16": 2, "RGB": 3, "RGBA": 4}
 _PIL_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is global: change it under a lock
 
 
@@ -70,7 +71,8 @@ def read_plain(path: Path, max_voxels: int | None = None) -> MRImage:
                 sizes_text = sorted(set(sizes))
                 raise ImageReadError(f"{path}: the frames have different sizes: {sizes_text}")
             w, h = sizes[0]
-            check_size(path, (h, w) + ((len(sizes),) if len(sizes) > 1 else ()), 4, max_voxels)
+            stored = MODE_BYTES.get(im.mode, 4)
+            check_size(path, (h, w) + ((len(sizes),) if len(sizes) > 1 else ()), stored, max_voxels)
             frames = []
             for index in range(len(sizes)):
                 im.seek(index)

@@ -210,3 +210,40 @@ def test_sidecar_written_atomically_with_inherited_fields(tmp_path):
     assert back["SuperResolution"]["Model"]["SHA256"] == "ab"
     assert sorted(p.name for p in tmp_path.iterdir()) == [side.name]  # no temporary file
     assert sidecar_path(tmp_path / "x.png") is None
+
+
+# ---------------------------------------------------------------------------- write path
+
+
+def test_upscale_writes_derived_headers_dtype_and_sidecar_for_2d(tmp_path):
+    """``metasrgan upscale --dtype int16`` on the bundled one-slice clinical MR (2D)."""
+    from metasrgan.cli import main
+    from metasrgan.inference import shipped_model_path
+
+    out = tmp_path / "slice_x2.nii.gz"
+    src = sample_path("mr_small_pydicom")
+    assert main(["upscale", str(src), "--scale", "2", "-o", str(out), "--dtype", "int16",
+                 "--no-progress", "-q"]) == 0  # fmt: skip
+    back = nib.load(out)
+    assert back.shape == (128, 128, 1) and back.get_data_dtype() == np.int16
+    assert back.header["descrip"].item() == b"metasrgan 0.1.0 x2,2,1"
+    assert back.header["cal_max"] == pytest.approx(back.get_fdata().max(), rel=1e-4)
+    side = json.loads(out.with_name("slice_x2.json").read_text())
+    sha = hashlib.sha256(shipped_model_path().read_bytes()).hexdigest()
+    assert side["SuperResolution"]["Model"]["SHA256"] == sha
+    assert side["SuperResolution"]["OutputDataType"] == "int16"
+
+
+def test_upscaled_dicom_series_gets_codes_1_1(tmp_path):
+    from fixtures.mri_layouts import real_volume, write_dicom_series
+
+    from metasrgan.cli import main
+
+    series = tmp_path / "series"
+    write_dicom_series(series, real_volume((24, 24, 4)))
+    out = tmp_path / "dicom_x2.nii.gz"
+    assert main(["upscale", str(series), "--scale", "2", "-o", str(out), "--no-progress",
+                 "-q"]) == 0  # fmt: skip
+    back = nib.load(out)
+    assert (int(back.header["qform_code"]), int(back.header["sform_code"])) == (1, 1)
+    assert json.loads(out.with_name("dicom_x2.json").read_text())["Sources"] == [str(series)]

@@ -144,11 +144,13 @@ def run_job(
     done = f"metasrgan {__version__} x" + ",".join(str(f) for f in plan.factors)
     write_image(job.dst, MRImage(out.astype(np.float32), affine, (), job.src, image.header), bits,
                 done=done, dtype=dtype)  # fmt: skip
-    write_sidecar(job.dst, job.src, plan, model)  # every NIfTI output, 2D ones included
+    write_sidecar(job.dst, job.src, plan, model, dtype)  # every NIfTI output, 2D included
     return FileResult(job.src, job.dst, plan.in_shape, plan.out_shape, plan.factors, plan.notes)
 
 
-def write_sidecar(dst: Path, src: Path, plan: UpscalePlan, model: nn.Module) -> None:
+def write_sidecar(
+    dst: Path, src: Path, plan: UpscalePlan, model: nn.Module, dtype: str = "float32"
+) -> None:
     """BIDS-style provenance next to a NIfTI output (atomic, like the image): the source,
     the exact factors and the model file with its SHA-256."""
     from metasrgan import headers
@@ -157,7 +159,7 @@ def write_sidecar(dst: Path, src: Path, plan: UpscalePlan, model: nn.Module) -> 
     if side is None:
         return
     record = headers.super_resolution_record(
-        headers.model_record_of(model), plan.factors, plan.in_shape, plan.out_shape
+        headers.model_record_of(model), plan.factors, plan.in_shape, plan.out_shape, dtype=dtype
     )
     headers.write_sidecar(side, headers.sidecar_content(record, [str(src)]))
 

@@ -41,6 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-voxels", type=int, default=DEFAULT_MAX_VOXELS,
         help=f"refuse outputs with more voxels (default {DEFAULT_MAX_VOXELS:,})",
     )  # fmt: skip
+    parser.add_argument(
+        "--dtype", default="float32", choices=("float32", "int16", "same"),
+        help="NIfTI output type: float32 (default), int16 or the input's (scaled, to within "
+        "half a step)",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -74,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             if job.error:
                 raise ValueError(job.error)
-            print(api.run_job(model, job, request, not args.no_progress).summary())
+            print(api.run_job(model, job, request, not args.no_progress, args.dtype).summary())
         except (ValueError, OSError) as err:
             if interrupt_in_chain(err) is not None:  # a wrapped Ctrl+C stops the whole run
                 raise

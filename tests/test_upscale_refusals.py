@@ -298,3 +298,13 @@ def test_huge_pictures_are_refused_from_their_header(tmp_path, side, code, messa
     err = capsys.readouterr().err
     assert message in err and "huge.png" in err
     assert not out.exists()
+
+
+def test_a_2d_nifti_output_never_replaces_the_inputs_sidecar(tmp_path, crop, capsys):
+    src = _nifti(tmp_path / "slice.nii.gz", np.ascontiguousarray(crop[0][:, :, 0]), crop[1])
+    (tmp_path / "slice.json").write_text("{}")
+    before = _digest(tmp_path)
+    code = main(["upscale", str(src), "--scale", "2", "-o", str(tmp_path / "slice.nii"),
+                 "--model", NO_MODEL])  # fmt: skip
+    assert code == 2 and "replace the input's own slice.json" in capsys.readouterr().err
+    assert _digest(tmp_path) == before

@@ -259,7 +259,7 @@ def check_output(src: Path, dst: Path, volume: bool, overwrite: bool) -> None:
     if src.is_dir() and src_r in dst_r.parents:
         raise UsageError(f"{dst} is inside the input DICOM folder {src}")
     needed = [p.resolve() for p in (sidecar_of(src),) if p is not None]
-    ours = sidecar_of(dst) if volume else None
+    ours = sidecar_of(dst)  # every NIfTI output gets a JSON sidecar
     for path in [dst] + ([ours] if ours else []):
         if path.resolve() in needed or path.resolve() == src_r:
             raise UsageError(

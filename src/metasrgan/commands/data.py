@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fetch.add_argument(
         "--dest",
         type=Path,
-        help="folder (default: $METASRGAN_DATA or ~/.cache/metasrgan, where the loaders look)",
+        help="folder (default: $METASRGAN_DATA, else $XDG_CACHE_HOME/metasrgan or "
+        "~/.cache/metasrgan: where the loaders look)",
     )
     fetch.add_argument("--wheel", type=Path, help="use this nilearn wheel, no download")
     for p in (prepare, stats, fetch):
@@ -321,9 +322,9 @@ def stats(args: argparse.Namespace) -> int:
 
 
 def default_data_dir() -> Path:
-    import os
+    from metasrgan.data.offline import data_dir
 
-    return Path(os.environ.get("METASRGAN_DATA", Path.home() / ".cache" / "metasrgan"))
+    return data_dir()
 
 
 def download_nilearn_wheel(dest: Path) -> Path:

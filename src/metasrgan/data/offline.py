@@ -63,6 +63,15 @@ def excluded_z(source: str) -> tuple[int, int] | None:
     return None
 
 
+def data_dir() -> Path:
+    """Where fetched data are kept: ``$METASRGAN_DATA``, else ``$XDG_CACHE_HOME/metasrgan``
+    (``~/.cache/metasrgan`` when it is unset or, as the XDG spec says, not absolute)."""
+    if os.environ.get("METASRGAN_DATA"):
+        return Path(os.environ["METASRGAN_DATA"])
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "metasrgan"
+
+
 def _site_packages() -> list[Path]:
     return [Path(p) for p in sys.path if p.endswith("site-packages")]
 
@@ -72,7 +81,7 @@ def locate(source: str, search: list[Path] | None = None) -> Path:
     if source not in SOURCES:
         raise KeyError(f"unknown offline source {source!r}; known: {', '.join(SOURCES)}")
     name = SOURCES[source]
-    cache = Path(os.environ.get("METASRGAN_DATA", Path.home() / ".cache" / "metasrgan"))
+    cache = data_dir()
     if source == "mni152":
         candidates = [sp / name for sp in _site_packages()] + [cache / Path(name).name]
         for c in candidates:

@@ -177,3 +177,15 @@ def test_data_prepare_replaces_a_dataset_only_with_force_and_leaves_no_temp(tmp_
     assert {row["split"] for row in manifest["slices"]} == {"train"}
     assert not (out / "val").exists()  # the old dataset was replaced, not mixed in
     assert [p.name for p in tmp_path.iterdir()] == ["prepared"]
+
+
+def test_a_bad_data_file_fails_the_run_with_exit_1_and_no_folder(tmp_path, monkeypatch, capsys):
+    from metasrgan.data.io import ImageReadError
+
+    def bad_data(sources, split):
+        raise ImageReadError("BraTS/sub-1/t1ce.nii.gz: truncated data (on_error: skip skips it)")
+
+    monkeypatch.setattr(loop, "load_stage_images", bad_data)
+    assert train(tmp_path, "--config", str(config(tmp_path))) == 1
+    assert "t1ce.nii.gz: truncated data" in capsys.readouterr().err
+    assert list((tmp_path / "runs").iterdir()) == []

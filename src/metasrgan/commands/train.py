@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from metasrgan.data.io import ImageReadError
     from metasrgan.inference import pick_device
     from metasrgan.train.config import load_config
     from metasrgan.train.loop import Trainer, agree_run_dir, init_distributed
@@ -67,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
             final = trainer.fit()
         except FloatingPointError as err:
             raise ValueError(f"{err}; the last saved state is in {run_dir / 'state'}") from err
+    except ImageReadError as err:  # a data file failed (on_error: stop): exit 1, not 2
+        if created and dist.main:
+            remove_unfinished_run(run_dir)
+        print(f"metasrgan train: error: {err}", file=sys.stderr)
+        return 1
     except BaseException:
         if created and dist.main:
             if trainer is not None and trainer.writer is not None:

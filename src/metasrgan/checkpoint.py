@@ -170,6 +170,12 @@ def _check_value(where: str, key: str, value: Any, default: Any, depth: int = 0)
         ok = default is None or isinstance(default, (list, tuple))
         for item in value:
             _check_value(where, key, item, None, depth + 1)
+    elif isinstance(value, dict) and depth < 3:
+        if len(value) > MAX_SEQUENCE_ARG or not all(isinstance(k, str) for k in value):
+            raise CheckpointError(f"{where}: model argument {key} is not a small string mapping")
+        ok = default is None or isinstance(default, dict)
+        for name, item in value.items():
+            _check_value(where, f"{key}.{name}", item, None, depth + 1)
     else:
         ok = False
     if not ok:

@@ -143,11 +143,13 @@ def main(argv: list[str] | None = None) -> int:
         proc, url = start_server(args)
         try:
             with httpx.Client(base_url=url, timeout=120) as http:
-                model = http.get("/api/info").json()["model"]
+                info = http.get("/api/info").json()
+                model = info["model"]
                 vol = http.post(
                     "/api/volumes",
                     params={"filename": volume_path.name},
                     content=volume_path.read_bytes(),
+                    headers={"x-metasrgan-token": info["token"]},
                 ).json()
                 print(f"server {url}  model {model['name']} untrained={model['untrained']}  ")
                 print(f"volume {vol['shape']} (axial slices {vol['slice_shapes']['axial']})")

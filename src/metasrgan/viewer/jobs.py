@@ -35,6 +35,7 @@ class ComputePool:
         self._cond = threading.Condition()
         self._lookahead: deque[tuple[Hashable, Callable[[Callable[[], bool]], object]]] = deque()
         self._closed = False
+        self._running = False
         self.lookahead_done = 0
         self.lookahead_interrupted = 0
         self._thread = threading.Thread(target=self._lookahead_loop, daemon=True)
@@ -65,6 +66,11 @@ class ComputePool:
             self._lookahead.extend(jobs)
             self._cond.notify_all()
 
+    @property
+    def running_lookahead(self) -> bool:
+        with self._cond:
+            return self._running
+
     def queued_lookahead(self) -> list[Hashable]:
         with self._cond:
             return [key for key, _ in self._lookahead]
@@ -76,8 +82,6 @@ class ComputePool:
                 lambda: self._pending == 0 and not self._lookahead and not self._running,
                 timeout,
             )
-
-    _running = False
 
     def _lookahead_loop(self) -> None:
         while True:

@@ -371,6 +371,7 @@ def api_stats(viewer: ViewerDep):
         "lookahead_done": viewer.pool.lookahead_done,
         "lookahead_interrupted": viewer.pool.lookahead_interrupted,
         "lookahead_queued": len(viewer.pool.queued_lookahead()),
+        "lookahead_running": viewer.pool.running_lookahead,
     }
 
 

@@ -214,7 +214,10 @@ class Viewer:
         h, w = volume.slice_shape(axis)
         per_slice = 64 * h * w * 4  # float32 features of this model (64 channels)
         room = min(self.features.max_items, self.features.max_bytes // per_slice) - 2
-        order = [index + sign * d for d in range(1, self.lookahead + 1) for sign in (step, -step)]
+        # the slice itself first: a zoom at x1 computes no features, the next zoom needs them
+        order = [index] + [
+            index + sign * d for d in range(1, self.lookahead + 1) for sign in (step, -step)
+        ]
         count = volume.slice_counts()[axis]
         wanted = [i for i in order if 0 <= i < count][: max(0, room)]
         jobs = []

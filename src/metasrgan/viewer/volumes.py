@@ -10,6 +10,7 @@ the whole volume once, so neighbouring slices share one window.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,7 @@ VIEW_AXES = {
     "coronal": {"rows": 2, "cols": 0, "labels": _labels("S", "I", "L", "R")},
     "axial": {"rows": 1, "cols": 0, "labels": _labels("A", "P", "L", "R")},
 }
+VOXELS_HINT = "(metasrgan serve --max-voxels N views larger scans)"
 PLAIN_LABELS = {"top": "", "bottom": "", "left": "", "right": ""}
 
 
@@ -174,8 +176,10 @@ def load_volume(
         image = read_image(path, allow_4d=True, max_voxels=max_voxels)
     except ValueError as err:
         detail = str(err).replace(f"{path}: ", "").replace(str(path), name)
-        kind = ScanTooLarge if isinstance(err, ImageTooLargeError) else ScanError
-        raise kind(f"{name}: {detail}") from None
+        if isinstance(err, ImageTooLargeError):  # the viewer's own option, not the variable
+            detail = re.sub(r"\(set \$METASRGAN_MAX_VOXELS[^)]*\)", VOXELS_HINT, detail)
+            raise ScanTooLarge(f"{name}: {detail}") from None
+        raise ScanError(f"{name}: {detail}") from None
     data = np.asarray(image.array, dtype=np.float32)
     affine = image.affine if data.ndim >= 3 else None
     notes: list[str] = []

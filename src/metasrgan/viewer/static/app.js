@@ -321,7 +321,9 @@ function show(result, want) {
   drawGray($("bicubic"), bic, width, height, state.gray);
   drawDifference($("diff"), sr, bic, width, height, state.diffTable);
   const ms = performance.now() - want.t;
-  window.viewerStats.zooms.push({ key: result.key, ms, cached: result.meta.from_cache });
+  const entry = { key: result.key, ms, cached: result.meta.from_cache, server: result.timings };
+  window.viewerStats.zooms.push(entry);
+  requestAnimationFrame(() => { entry.frameMs = performance.now() - want.t; });
   captions(result, ms);
   downloads(result.params);
   layout();

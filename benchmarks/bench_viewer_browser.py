@@ -1,0 +1,241 @@
+"""The viewer as a user feels it, in headless Chromium: zoom steps, a drag, slice changes.
+
+Run: ``python -m benchmarks.bench_viewer_browser [--threads 2] [--rounds 3] [--json F]``.
+
+The server (``metasrgan serve --port 0``) runs in its own process with the shipped model; the
+page is driven by Selenium.  A 256x256x12 volume (the bundled real Colin27 slab, zero-padded
+to 256x256 as BraTS slices are) is uploaded through the page, then:
+
+1. zoom steps: on each of ``--rounds`` slices, the zoom slider is set to every scale
+   1.0, 1.1, ..., 4.0 (shuffled; each a new result, features of the slice cached) and the
+   page records the time from the slider's ``input`` event to the new Meta-SRGAN pixels
+   drawn (``ms``) and to the next display frame after that (``frame``);
+2. a drag: 60 ``input`` events 16 ms apart across x1.5-x3.9, how many results were shown
+   and how long after the last event the final one appeared;
+3. slice changes at x2: ArrowUp once the look-ahead is idle (warm: the features of the next
+   slice were computed ahead) and PageUp +5 (cold: beyond the look-ahead's reach).
+
+Prints distributions (p50/p95/max per scale band and overall).  Needs Debian's chromium and
+chromedriver (``scripts/install_browser.sh``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_viewer_load import start_server
+
+SIDE = 256
+
+
+def make_volume(folder: Path) -> Path:
+    import nibabel as nib
+
+    from metasrgan.samples_path import sample_path
+
+    slab = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)
+    vol = np.zeros((SIDE, SIDE, slab.shape[2]), np.float32)
+    x0, y0 = (SIDE - slab.shape[0]) // 2, (SIDE - slab.shape[1]) // 2
+    vol[x0 : x0 + slab.shape[0], y0 : y0 + slab.shape[1]] = slab
+    path = folder / f"colin27_{SIDE}.nii.gz"
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), str(path))
+    return path
+
+
+def start_browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,1000"):
+        options.add_argument(arg)
+    os.environ.setdefault("SE_OFFLINE", "true")
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+# In the page: set an input (or press a key), wait until the zoom ``key`` is shown and its
+# frame painted, and return the page's own record of it (null if it was on screen already).
+STEP = """
+const [id, value, key, done] = [arguments[0], arguments[1], arguments[2], arguments[3]];
+const z = window.viewerStats.zooms;
+if (z.length && z[z.length - 1].key === key) { done(null); return; }
+const before = z.length;
+if (id === 'key') {
+  document.dispatchEvent(new KeyboardEvent('keydown', {key: value, bubbles: true}));
+} else {
+  const el = document.getElementById(id);
+  el.value = String(value);
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+}
+const t0 = performance.now();
+(function poll() {
+  const last = z[z.length - 1];
+  if (z.length > before && last.key === key && last.frameMs !== undefined) {
+    done(last);
+  } else if (performance.now() - t0 > 120000) {
+    done({timeout: true});
+  } else {
+    setTimeout(poll, 2);
+  }
+})();
+"""
+
+DRAG = """
+const done = arguments[arguments.length - 1];
+const el = document.getElementById('scale');
+const before = window.viewerStats.zooms.length;
+const values = arguments[0];
+let i = 0;
+let lastEvent = 0;
+const timer = setInterval(() => {
+  el.value = String(values[i]);
+  el.dispatchEvent(new Event('input', {bubbles: true}));
+  lastEvent = performance.now();
+  if (++i === values.length) {
+    clearInterval(timer);
+    const want = values[values.length - 1].toFixed(2);
+    (function poll() {
+      const z = window.viewerStats.zooms;
+      const last = z[z.length - 1];
+      if (z.length > before && last.key.endsWith(`/${want}/${want}`)) {
+        done({shown: z.length - before, afterLast: performance.now() - lastEvent,
+              ms: z.slice(before).map((e) => e.ms)});
+      } else { setTimeout(poll, 2); }
+    })();
+  }
+}, 16);
+"""
+
+
+def stats(ms: list[float]) -> str:
+    if not ms:
+        return "n=0"
+    p50, p95 = np.percentile(ms, [50, 95])
+    return f"n={len(ms):3d}  p50 {p50:6.1f}  p95 {p95:6.1f}  max {max(ms):6.1f} ms"
+
+
+def wait_idle(http, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        s = http.get("/api/stats").json()
+        if s["pending"] == 0 and s["lookahead_queued"] == 0 and not s["lookahead_running"]:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the server's look-ahead did not finish")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument("--rounds", type=int, default=3, help="slices swept through all scales")
+    parser.add_argument("--slice-changes", type=int, default=8)
+    parser.add_argument("--model", help="model file (default: the shipped model)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+
+    import httpx
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    rng = random.Random(args.seed)
+    scales = [round(1.0 + 0.1 * k, 1) for k in range(31)]
+    results: dict = {"cpus": os.cpu_count(), "threads": args.threads, "load": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp:
+        volume = make_volume(Path(tmp))
+        proc, url = start_server(args)
+        browser = start_browser()
+        browser.set_script_timeout(300)
+        try:
+            http = httpx.Client(base_url=url, timeout=120)
+            browser.get(url)
+            wait = WebDriverWait(browser, 120, poll_frequency=0.05)
+            wait.until(lambda d: d.execute_script("return window.viewerStats.zooms.length") > 0)
+            browser.find_element("id", "upload").send_keys(str(volume))
+            wait.until(lambda d: "voxels of" in d.find_element("id", "message").text)
+            wait.until(lambda d: volume.name in d.find_element("id", "message").text)
+            vol_id = browser.execute_script("return document.getElementById('volume').value")
+            vol_id = vol_id.split(":", 1)[1]
+            print(f"server {url}, volume {vol_id}, load average {os.getloadavg()}")
+
+            def step(control, value, index, scale):
+                key = f"{vol_id}/axial/{index}/{scale:.2f}/{scale:.2f}"
+                rec = browser.execute_async_script(STEP, control, value, key)
+                if rec and rec.get("timeout"):
+                    raise RuntimeError(f"no result for {key}")
+                return rec
+
+            # 1. zoom steps: park at x1 (no work), move to the slice, let the look-ahead
+            # compute its features, then every scale once
+            per_scale: dict[float, list[dict]] = {s: [] for s in scales}
+            for r in range(args.rounds):
+                index = 3 + 3 * r
+                step("scale", 1.0, 6 if r == 0 else 3 * r, 1.0)
+                step("slice", index, index, 1.0)
+                wait_idle(http)
+                order = scales[1:]
+                rng.shuffle(order)
+                for s in order:
+                    per_scale[s].append(step("scale", s, index, s))
+                per_scale[1.0].append(step("scale", 1.0, index, 1.0))
+            results["zoom"] = {str(s): recs for s, recs in per_scale.items()}
+            everything = [rec for recs in per_scale.values() for rec in recs]
+            print(f"\nzoom step, slider to new Meta-SRGAN pixels ({SIDE}x{SIDE} slice):")
+            for lo, hi in ((1.0, 1.95), (1.95, 2.95), (2.95, 4.01)):
+                band = [rec for s, recs in per_scale.items() if lo <= s < hi for rec in recs]
+                print(f"  x{lo:.1f}-{min(hi, 4.0):.1f}  drawn {stats([b['ms'] for b in band])}")
+                print(f"            frame {stats([b['frameMs'] for b in band])}")
+            print(f"  all       drawn {stats([b['ms'] for b in everything])}")
+            print(f"            frame {stats([b['frameMs'] for b in everything])}")
+            slowest = sorted(per_scale, key=lambda s: -np.median([r["ms"] for r in per_scale[s]]))
+            worst = [f"x{s} {np.median([r['ms'] for r in per_scale[s]]):.0f}" for s in slowest[:6]]
+            print("  slowest scales (p50 ms): " + ", ".join(worst))
+            server_ms = [b["server"]["metasrgan"] for b in everything if b["server"]]
+            print(f"  of which Meta-SRGAN on the server {stats(server_ms)}")
+
+            # 2. a drag
+            values = [float(v) for v in np.round(np.linspace(1.5, 3.9, 60), 2)]
+            step("scale", 1.5, index, 1.5)
+            drag = browser.execute_async_script(DRAG, values)
+            results["drag"] = drag
+            print(
+                f"\ndrag: 60 input events 16 ms apart -> {drag['shown']} results shown, the "
+                f"last {drag['afterLast']:.0f} ms after the last event; {stats(drag['ms'])}"
+            )
+
+            # 3. slice changes at x2
+            step("scale", 2.0, index, 2.0)
+            step("slice", 0, 0, 2.0)
+            warm, cold = [], []
+            for k in range(1, args.slice_changes + 1):
+                wait_idle(http)
+                warm.append(step("key", "ArrowUp", k, 2.0))
+            step("slice", 0, 0, 2.0)
+            for k in (5, 10):
+                wait_idle(http)
+                cold.append(step("key", "PageUp", k, 2.0))
+            results["slice_warm"], results["slice_cold"] = warm, cold
+            print(f"\nslice change at x2, look-ahead warm  {stats([w['frameMs'] for w in warm])}")
+            print(f"slice change at x2, cold (+5 slices) {stats([c['frameMs'] for c in cold])}")
+            errors = browser.execute_script("return window.viewerStats.errors")
+            print(f"page errors: {errors}")
+        finally:
+            browser.quit()
+            proc.terminate()
+            proc.wait(10)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""The viewer under abuse: one client's long zoom against another's small ones, gzip bombs.
+
+Run: ``python -m benchmarks.bench_viewer_limits [--threads 2] [--small 12] [--json F]``.
+
+The server (``metasrgan serve --port 0``, two compute workers) runs in its own process:
+
+1. fairness: client "light" zooms a 256x256 slice (features warm) at distinct scales, first
+   alone, then while client "heavy" zooms a 1024x1024 slice at x4 with cold features (the
+   largest zoom one request may ask for).  Reported: light's latencies alone and during the
+   heavy zoom, and the heavy zoom's duration.  Target: light is delayed by at most 1 s.
+2. gzip bombs: three uploads at once of 0.5 MB each that inflate to 512 MiB (a header that
+   declares 512^3 float32 voxels).  The server's RSS is sampled every 5 ms; reported: the
+   peak increase, against the configured decode limit (``--max-voxels`` x 4 bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import io
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.bench_viewer_browser import make_volume, stats
+from benchmarks.bench_viewer_load import start_server
+
+
+def big_png() -> bytes:
+    """A 1024x1024 real-MRI-like image: the Colin27 slice tiled, as an 8-bit PNG."""
+    import nibabel as nib
+    from PIL import Image
+
+    from metasrgan.samples_path import sample_path
+
+    data = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)[:, :, 6]
+    tile = np.clip(data / data.max() * 255, 0, 255).astype(np.uint8)
+    image = np.tile(tile, (6, 6))[:1024, :1024]
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def gzip_bomb(side: int = 512) -> bytes:
+    import nibabel as nib
+
+    header = nib.Nifti1Header()
+    header.set_data_shape((side, side, side))
+    header.set_data_dtype(np.float32)
+    header["vox_offset"] = 352
+    stream = io.BytesIO()
+    with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=9) as gz:
+        gz.write(header.binaryblock + b"\0" * 4)
+        zeros = bytes(16 * 1024**2)
+        for _ in range(side**3 * 4 // len(zeros)):
+            gz.write(zeros)
+    return stream.getvalue()
+
+
+class RssSampler:
+    """Peak resident memory of a process, sampled in a thread."""
+
+    def __init__(self, pid: int, every: float = 0.005):
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.every = every
+        self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument("--small", type=int, default=12, help="light zooms alone and during")
+    parser.add_argument("--model", help="model file (default: the shipped model)")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+
+    import httpx
+
+    results: dict = {"cpus": os.cpu_count(), "load": os.getloadavg()}
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        volume = make_volume(Path(tmp))
+        proc, url = start_server(args)
+        try:
+            http = httpx.Client(base_url=url, timeout=300)
+            info = http.get("/api/info").json()
+            token = {"x-metasrgan-token": info["token"]}
+            small = http.post(
+                "/api/volumes", params={"filename": volume.name}, content=volume.read_bytes(),
+                headers=token,
+            ).json()  # fmt: skip
+            large = http.post(
+                "/api/volumes", params={"filename": "big.png"}, content=big_png(), headers=token
+            ).json()
+
+            def light(scale: float, seq: int) -> float:
+                params = dict(volume=small["id"], axis="axial", index=6, scale=scale)
+                t0 = time.perf_counter()
+                r = http.get("/api/zoom.bin", params={**params, "client": "light", "seq": seq})
+                if r.status_code != 200:
+                    failures.append(f"light x{scale}: {r.status_code} {r.text[:200]}")
+                return (time.perf_counter() - t0) * 1e3
+
+            light(2.0, 0)  # features of the light slice
+            scales = [round(1.1 + 0.1 * k, 1) for k in range(2 * args.small)]
+            alone = [light(s, i + 1) for i, s in enumerate(scales[: args.small])]
+
+            heavy_ms: list[float] = []
+
+            def heavy():
+                params = dict(volume=large["id"], axis="axial", index=0, scale=4.0)
+                t0 = time.perf_counter()
+                r = http.get("/api/zoom.bin", params={**params, "client": "heavy"})
+                heavy_ms.append((time.perf_counter() - t0) * 1e3)
+                if r.status_code != 200:
+                    failures.append(f"heavy: {r.status_code} {r.text[:200]}")
+
+            thread = threading.Thread(target=heavy)
+            thread.start()
+            time.sleep(0.3)  # the heavy zoom is computing its features now
+            during = []
+            for i, s in enumerate(scales[args.small :]):
+                if not thread.is_alive():
+                    break
+                during.append(light(s, 100 + i))
+            thread.join()
+            results.update(alone_ms=alone, during_ms=during, heavy_ms=heavy_ms)
+            delay = (max(during) - float(np.median(alone))) if during else float("nan")
+            results["worst_delay_ms"] = delay
+            print(f"server {url}; load average {os.getloadavg()}")
+            print(f"light zooms alone          {stats(alone)}")
+            print(f"light zooms during heavy   {stats(during)}")
+            print(f"heavy zoom (1024x1024 x4, cold features) {heavy_ms[0]:.0f} ms")
+            print(f"worst delay of a light zoom: {delay:.0f} ms (target <= 1000 ms)")
+
+            # 2. gzip bombs
+            bomb = gzip_bomb()
+            limit = info["limits"]["max_voxels"] * 4
+            base = RssSampler(proc.pid).proc.memory_info().rss
+
+            def upload(i: int):
+                return http.post(
+                    "/api/volumes", params={"filename": f"bomb{i}.nii.gz"}, content=bomb,
+                    headers=token,
+                )  # fmt: skip
+
+            with RssSampler(proc.pid) as rss, ThreadPoolExecutor(3) as pool:
+                answers = list(pool.map(upload, range(3)))
+            codes = [a.status_code for a in answers]
+            rise = rss.peak - base
+            results.update(bomb_bytes=len(bomb), bomb_codes=codes, bomb_rss_rise=rise, limit=limit)
+            print(
+                f"\n3 gzip bombs of {len(bomb) / 1024:.0f} KB (512 MiB inflated) at once: "
+                f"answers {codes}, server RSS +{rise / 1024**2:.1f} MB at peak "
+                f"(decode limit {limit / 1024**2:.0f} MB)"
+            )
+            if any(c != 413 for c in codes):
+                failures.append(f"bombs answered {codes}, not 413")
+            print("message:", answers[0].json()["error"])
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    print(f"failures: {failures}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,30 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bids": ("metasrgan.commands.bids", "BIDS App: a BIDS dataset in, BIDS derivatives out"),
 }
 
+EXAMPLES: dict[str, str] = {
+    "info": "metasrgan info --model runs/x/checkpoints/best.safetensors",
+    "upscale": "metasrgan upscale sub-01_T1w.nii.gz --scale 2.5 -o sub-01_x2.5.nii.gz\n"
+    "  metasrgan upscale thick_1x1x5mm.nii.gz --spacing 1 -o iso_1mm.nii.gz --dtype int16",
+    "demo": "metasrgan demo --output demo-output --scales 1.5,2,3.7",
+    "data": "metasrgan data prepare /data/BraTS2021 slices/ --crop 128 128\n"
+    "  metasrgan data stats /data/BraTS2021 --crop 128 128\n  metasrgan data fetch",
+    "train": "metasrgan train --config configs/quick.yaml --set stages.0.steps=1000\n"
+    "  metasrgan train --resume runs/quick",
+    "evaluate": "metasrgan evaluate --models shipped --data samples --scales 1.1:4.0:0.1 -o eval/",
+    "report": "metasrgan report eval/",
+    "serve": "metasrgan serve --port 8000 --open",
+}
+"""One runnable example per command, shown by ``--help`` (the bids command has its own)."""
+
+
+def _epilog(name: str) -> str:
+    from metasrgan.scale import TRAINED_SCALES
+
+    trained = (f"The shipped model was trained at scales {TRAINED_SCALES[0]}-"
+               f"{TRAINED_SCALES[-1]} (step 0.1); other factors are extrapolations.")  # fmt: skip
+    example = EXAMPLES.get(name)
+    return (f"example:\n  {example}\n\n" if example else "") + trained
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -104,7 +128,10 @@ def _main(argv: list[str] | None) -> int:
     name = argv[0]
     module_name, help_text = commands[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"metasrgan {name}", description=help_text)
+    parser = argparse.ArgumentParser(
+        prog=f"metasrgan {name}", description=help_text, epilog=_epilog(name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     module.add_arguments(parser)
     logs.add_arguments(parser)  # -v/-q on every command
     args = parser.parse_args(argv[1:])

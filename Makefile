@@ -22,6 +22,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts
 	bash scripts/install_browser.sh
+	bash scripts/install_bids_validator.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -174,3 +174,54 @@ def test_png_header_fields_read_or_fail_clearly(case):
             return
         _check_result(image)
         assert image.shape == (height, width)
+
+
+DICOM_FIELDS = {
+    "ImageOrientationPatient": st.lists(ODD_FLOATS, min_size=0, max_size=7),
+    "ImagePositionPatient": st.lists(ODD_FLOATS, min_size=0, max_size=4),
+    "PixelSpacing": st.lists(ODD_FLOATS, min_size=0, max_size=3),
+    "SliceThickness": ODD_FLOATS,
+    "RescaleSlope": ODD_FLOATS,
+    "Rows": st.sampled_from([0, 1, 8, 9, 65535]),
+    "Columns": st.sampled_from([0, 1, 8, 9, 65535]),
+    "BitsAllocated": st.sampled_from([0, 1, 8, 12, 16, 32]),
+    "NumberOfFrames": st.sampled_from([0, 1, 3, 100]),
+    "PhotometricInterpretation": st.sampled_from(["MONOCHROME1", "RGB", "PALETTE COLOR", "?"]),
+}
+
+
+@st.composite
+def dicom_changes(draw):
+    names = draw(st.lists(st.sampled_from(sorted(DICOM_FIELDS)), max_size=3, unique=True))
+    changes = {name: draw(DICOM_FIELDS[name]) for name in names}
+    return changes, draw(st.sampled_from(["all", "first"])), draw(st.sampled_from([0, 0, 40]))
+
+
+@FUZZ
+@given(dicom_changes())
+def test_dicom_header_fields_read_or_fail_clearly(case):
+    """A 3-slice series of real MRI with up to three header fields changed."""
+    import pydicom
+    from fixtures.mri_layouts import real_volume, write_dicom_series
+    from hypothesis import assume
+
+    changes, which, cut = case
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "series"
+        paths = write_dicom_series(folder, real_volume((8, 8, 3)), shuffle=False)
+        for path in paths if which == "all" else paths[:1]:
+            ds = pydicom.dcmread(path)
+            try:
+                for name, value in changes.items():
+                    setattr(ds, name, value)
+                ds.save_as(path)
+            except (ValueError, TypeError, OverflowError):
+                assume(False)  # pydicom refuses to write this value: nothing to read
+            if cut:
+                path.write_bytes(path.read_bytes()[:-cut])
+        try:
+            image = read_image(folder, max_voxels=LIMIT)
+        except ImageReadError as err:
+            assert str(folder) in str(err)
+            return
+        _check_result(image)

@@ -8,6 +8,7 @@ limit before any pixel data is decoded.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,36 @@ def dicom_files_in(folder: Path) -> list[Path]:
     )
 
 
+def numbers(ds, key: str, count: int, where) -> tuple[float, ...] | None:
+    """``key`` as ``count`` numbers; None when absent or empty; an error when malformed
+    (a wrong number of values, text): header values are data, not to be trusted."""
+    value = getattr(ds, key, None)
+    if value is None or value == "":
+        return None
+    values = [value] if isinstance(value, (str, bytes, int, float)) else list(value)
+    if not values:
+        return None
+    if len(values) != count:
+        raise ImageReadError(f"{where}: {key} has {len(values)} values where {count} are needed")
+    try:
+        return tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise ImageReadError(f"{where}: {key} is not numeric: {value!r}") from None
+
+
+def number(ds, key: str, default: float, where) -> float:
+    """A single number (0 or absent: ``default``, as DICOM writers use them)."""
+    found = numbers(ds, key, 1, where)
+    return default if found is None or found[0] == 0 else found[0]
+
+
+def count(ds, key: str, default: int, where) -> int:
+    value = number(ds, key, default, where)
+    if not math.isfinite(value) or value != int(value):
+        raise ImageReadError(f"{where}: {key} is {value:g}, not a whole number")
+    return int(value)
+
+
 def read_dicom_folder(folder: Path, max_voxels: int | None = None) -> MRImage:
     try:
         files = dicom_files_in(folder)
@@ -81,7 +112,7 @@ def _check_declared_size(where: Path, datasets: list, max_voxels: int | None) ->
     for f, ds in datasets:
         try:
             r, c = int(ds.Rows), int(ds.Columns)
-            n = int(getattr(ds, "NumberOfFrames", 1) or 1)
+            n = count(ds, "NumberOfFrames", 1, f)
         except (AttributeError, TypeError, ValueError):
             raise ImageReadError(f"{f}: DICOM image without valid Rows/Columns") from None
         if r < 1 or c < 1 or n < 1:
@@ -110,7 +141,7 @@ def read_dicom_files(where: Path, files: list[Path], max_voxels: int | None = No
             f"{where}: the folder mixes {len(series)} DICOM series; give one series per folder "
             f"(SeriesInstanceUIDs: {uids})"
         )
-    multi = [f for f, ds in datasets if int(getattr(ds, "NumberOfFrames", 1) or 1) > 1]
+    multi = [f for f, ds in datasets if count(ds, "NumberOfFrames", 1, f) > 1]
     if multi and len(datasets) > 1:
         raise ImageReadError(
             f"{where}: multi-frame DICOM ({multi[0].name}) beside other images; give the "
@@ -126,10 +157,10 @@ def read_dicom_files(where: Path, files: list[Path], max_voxels: int | None = No
         raise ImageReadError(f"{where}: slices of different sizes in one series: {sorted(shapes)}")
     geometry = _dicom_geometry(where, [ds for _, ds, _ in slices])
     if geometry is None:  # no positions: order by InstanceNumber, no affine
-        slices.sort(key=lambda s: int(getattr(s[1], "InstanceNumber", 0) or 0))
+        slices.sort(key=lambda s: count(s[1], "InstanceNumber", 0, s[0]))
         ds0 = slices[0][1]
-        ps = [float(v) for v in getattr(ds0, "PixelSpacing", [1.0, 1.0])]
-        thick = float(getattr(ds0, "SliceThickness", 1.0) or 1.0)
+        ps = numbers(ds0, "PixelSpacing", 2, slices[0][0]) or (1.0, 1.0)
+        thick = number(ds0, "SliceThickness", 1.0, slices[0][0])
         order, affine, spacing = list(range(len(slices))), None, (ps[1], ps[0], thick)
     else:
         order, affine, spacing = geometry
@@ -151,7 +182,7 @@ def _multiframe_slices(path: Path, ds) -> list[tuple[str, object, np.ndarray]]:
     read from the per-frame and shared functional groups."""
     from types import SimpleNamespace
 
-    n = int(ds.NumberOfFrames)
+    n = count(ds, "NumberOfFrames", 1, path)
     try:
         frames = np.asarray(ds.pixel_array)
     except Exception as err:
@@ -187,8 +218,12 @@ def _multiframe_slices(path: Path, ds) -> list[tuple[str, object, np.ndarray]]:
             value = find(i, sequence, key)
             if value is not None:
                 setattr(frame, key, value)
-        slope = float(find(i, "PixelValueTransformationSequence", "RescaleSlope") or 1.0)
-        intercept = float(find(i, "PixelValueTransformationSequence", "RescaleIntercept") or 0.0)
+        transform = SimpleNamespace(
+            RescaleSlope=find(i, "PixelValueTransformationSequence", "RescaleSlope"),
+            RescaleIntercept=find(i, "PixelValueTransformationSequence", "RescaleIntercept"),
+        )
+        slope = number(transform, "RescaleSlope", 1.0, path)
+        intercept = number(transform, "RescaleIntercept", 0.0, path)
         pixels = frames[i].astype(np.float64) * slope + intercept
         if monochrome1:
             pixels = pixels.max() + pixels.min() - pixels
@@ -224,8 +259,8 @@ def _dicom_pixels(path: Path, ds) -> np.ndarray:
         pixels = pixels[..., :3] @ LUMINANCE
     if pixels.ndim != 2:
         raise ImageReadError(f"{path}: expected one 2D frame per file, got shape {pixels.shape}")
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    slope = number(ds, "RescaleSlope", 1.0, path)
+    intercept = number(ds, "RescaleIntercept", 0.0, path)
     pixels = pixels * slope + intercept
     if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
         pixels = pixels.max() + pixels.min() - pixels  # bright-is-low: invert to MONOCHROME2
@@ -234,18 +269,20 @@ def _dicom_pixels(path: Path, ds) -> np.ndarray:
 
 def _dicom_geometry(where: Path, datasets: list):
     """Sort order, RAS affine and spacing from IPP/IOP/PixelSpacing; None if absent."""
-    try:
-        iop = np.array([float(v) for v in datasets[0].ImageOrientationPatient], dtype=np.float64)
-        ps = [float(v) for v in datasets[0].PixelSpacing]
-        ipps = np.array(
-            [[float(v) for v in ds.ImagePositionPatient] for ds in datasets], dtype=np.float64
-        )
-    except (AttributeError, TypeError, ValueError):
+    first = datasets[0]
+    found = [
+        numbers(first, "ImageOrientationPatient", 6, where),
+        numbers(first, "PixelSpacing", 2, where),
+    ]
+    positions = [numbers(ds, "ImagePositionPatient", 3, where) for ds in datasets]
+    if any(v is None for v in found) or any(p is None for p in positions):
         return None
+    iop, ps = np.array(found[0]), list(found[1])
+    ipps = np.array(positions, dtype=np.float64)
     row_dir, col_dir = iop[:3], iop[3:]
     normal = np.cross(row_dir, col_dir)
     for ds in datasets[1:]:
-        other = np.array([float(v) for v in ds.ImageOrientationPatient])
+        other = np.array(numbers(ds, "ImageOrientationPatient", 6, where) or iop)
         if not np.allclose(other, iop, atol=1e-4):
             raise ImageReadError(f"{where}: slices of one series have different orientations")
     dist = ipps @ normal
@@ -266,7 +303,7 @@ def _dicom_geometry(where: Path, datasets: list):
             )
         slice_vec = (ipps[order[-1]] - ipps[order[0]]) / (len(datasets) - 1)
     else:
-        step = float(getattr(datasets[0], "SliceThickness", 1.0) or 1.0)
+        step = number(datasets[0], "SliceThickness", 1.0, where)
         slice_vec = normal * step
     lps = np.eye(4)
     lps[:3, 0] = row_dir * ps[1]  # i runs along a row: column spacing

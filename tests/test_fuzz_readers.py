@@ -197,6 +197,7 @@ def dicom_changes(draw):
     return changes, draw(st.sampled_from(["all", "first"])), draw(st.sampled_from([0, 0, 40]))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the odd values
 @FUZZ
 @given(dicom_changes())
 def test_dicom_header_fields_read_or_fail_clearly(case):

@@ -25,11 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
-def run(args: argparse.Namespace) -> int:
-    from metasrgan.data.io import ImageReadError
+def _config_and_run_dir(args: argparse.Namespace):
+    """The config, the process group and the run folder (new, or ``--resume``'s)."""
     from metasrgan.inference import pick_device
     from metasrgan.train.config import load_config
-    from metasrgan.train.loop import Trainer, agree_run_dir, init_distributed
+    from metasrgan.train.loop import agree_run_dir, init_distributed
 
     if args.vgg19:
         import os
@@ -48,13 +48,20 @@ def run(args: argparse.Namespace) -> int:
         config_path = Path(args.config) if args.config else run_dir / "config.yaml"
         cfg = load_config(config_path, args.set)
         dist = init_distributed(pick_device(cfg.device).type)
-    else:
-        if not args.config:
-            raise ValueError("--config is required (or --resume RUN)")
-        cfg = load_config(args.config, args.set)
-        # under torchrun every rank must agree on one new folder: rank 0 picks it
-        dist = init_distributed(pick_device(cfg.device).type)
-        run_dir = agree_run_dir(dist, Path(args.runs), args.name or cfg.name)
+        return cfg, dist, run_dir
+    if not args.config:
+        raise ValueError("--config is required (or --resume RUN)")
+    cfg = load_config(args.config, args.set)
+    # under torchrun every rank must agree on one new folder: rank 0 picks it
+    dist = init_distributed(pick_device(cfg.device).type)
+    return cfg, dist, agree_run_dir(dist, Path(args.runs), args.name or cfg.name)
+
+
+def run(args: argparse.Namespace) -> int:
+    from metasrgan.data.io import ImageReadError
+    from metasrgan.train.loop import Trainer
+
+    cfg, dist, run_dir = _config_and_run_dir(args)
     created = not args.resume  # agree_run_dir made it for this run
     trainer = None
     try:

@@ -23,25 +23,20 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as FastAPIPath
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from metasrgan.viewer import engine, images
-from metasrgan.viewer.jobs import Busy
 from metasrgan.viewer.server import (
     MAX_OUTPUT_PIXELS,
     CachedZoom,
-    NotLoaded,
     Superseded,
     Viewer,
     ZoomRequest,
@@ -58,7 +53,6 @@ from metasrgan.viewer.volumes import (
 KINDS = ("metasrgan", "bicubic", "difference")
 VOLUME_ID = "a loaded volume's id (``sample-NAME`` for bundled samples)"
 EXAMPLE_ID = "sample-colin27_val"
-STATIC = Path(str(resources.files("metasrgan") / "viewer" / "static"))
 
 
 def get_viewer(request: Request) -> Viewer:
@@ -373,50 +367,3 @@ def api_stats(viewer: ViewerDep):
         "lookahead_queued": len(viewer.pool.queued_lookahead()),
         "lookahead_running": viewer.pool.running_lookahead,
     }
-
-
-# ---------------------------------------------------------------------- the app
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def install(app: FastAPI, viewer: Viewer) -> None:
-    """The router, the page, and JSON error answers for everything that can go wrong."""
-    del viewer  # reached through app.state by every route
-    app.include_router(router)
-
-    @app.exception_handler(ScanError)
-    async def _scan_error(_request, err: ScanError):
-        return _error(413 if isinstance(err, ScanTooLarge) else 400, str(err))
-
-    @app.exception_handler(NotLoaded)
-    async def _not_loaded(_request, err: NotLoaded):
-        return _error(404, str(err.args[0]))
-
-    @app.exception_handler(Busy)
-    async def _busy(_request, err: Busy):
-        return _error(503, str(err))
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_request, err: RequestValidationError):
-        parts = []
-        for e in err.errors():
-            where = ".".join(str(p) for p in e.get("loc", ()) if p not in ("query", "path"))
-            parts.append(f"{where}: {e.get('msg', 'invalid')}")
-        return _error(422, "invalid request: " + "; ".join(parts))
-
-    @app.exception_handler(HTTPException)
-    async def _http(_request, err: HTTPException):
-        return _error(err.status_code, str(err.detail))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request, err: Exception):
-        return _error(500, f"internal error ({type(err).__name__}); the server carries on")
-
-    @app.get("/", include_in_schema=False)
-    def index():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")

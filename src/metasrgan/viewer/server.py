@@ -3,8 +3,9 @@
 The model is loaded once, when the app is made.  Volumes, slice features and recent zoom
 results live in bounded caches (:mod:`metasrgan.viewer.cache`); computations run on a
 bounded pool (:mod:`metasrgan.viewer.jobs`) with features of neighbouring slices computed
-ahead in idle time; the routes are in :mod:`metasrgan.viewer.routes`.  Every error answers
-JSON ``{"error": message}`` and the server carries on.
+ahead in idle time; the routes are in :mod:`metasrgan.viewer.routes` and
+:mod:`metasrgan.viewer.browser_compute`, assembled by :mod:`metasrgan.viewer.app`.  Every
+error answers JSON ``{"error": message}`` and the server carries on.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ def create_app(
     lookahead: int = LOOKAHEAD_SLICES,
 ) -> FastAPI:
     """The FastAPI app.  ``model`` (an already built network) overrides ``model_path``."""
-    from metasrgan.viewer.routes import install
+    from metasrgan.viewer.app import install
 
     if model is None:
         model, info = load_model(model_path, device)
@@ -308,6 +309,6 @@ def create_app(
         viewer.zoom(first)  # the page's first view is ready
     app = FastAPI(title="metasrgan viewer", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.viewer = viewer
-    install(app, viewer)
+    install(app)
     app.add_middleware(security.LocalOnly, allowed_hosts=allowed_hosts, token=viewer.token)
     return app

@@ -6,6 +6,7 @@
 // the newest wanted zoom replaces any older wish, and is asked for as soon as it returns.
 "use strict";
 
+import { describeWebGL, GpuUpscaler } from "./gpu.js";
 import {
   differenceTable, drawDifference, drawGray, grayTable, maxAbsDifference, percentiles,
 } from "./render.js";
@@ -41,7 +42,11 @@ const state = {
   cross: [0, 0, 0], // crosshair voxel (RAS indices; [col, row] for plain images)
   syncing: false,
   view: { x: 0.5, y: 0.5 }, // centre of the visible area, as a fraction of the image
+  webgl: null, // what describeWebGL() found
+  gpu: null, // the GpuUpscaler, made on first use
+  kernels: new Map(), // "scale_h/scale_w" -> {meta, data}: the page's Meta-Upscale weights
 };
+window.viewerDebug = { state }; // tests compare the page's pixels with the server's
 // What benchmarks and tests read: one entry per zoom and per slice shown.
 window.viewerStats = { zooms: [], slices: [], errors: [] };
 
@@ -284,7 +289,73 @@ async function pump() {
   }
 }
 
+function inBrowser() {
+  const mode = $("compute").value;
+  if (mode === "server") return false;
+  state.webgl = state.webgl || describeWebGL();
+  return mode === "browser" || (state.webgl.available && !state.webgl.software);
+}
+
 async function fetchZoom(want) {
+  if (inBrowser()) {
+    try {
+      return await zoomInBrowser(want);
+    } catch (err) {
+      // the server is the fallback: a model the page cannot run, or no usable WebGL2
+      $("compute-used").textContent = `server (browser: ${err.message})`;
+    }
+  }
+  return zoomOnServer(want);
+}
+
+function toUint16(values) {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    out[i] = Math.round(Math.min(1, Math.max(0, values[i])) * 65535);
+  }
+  return out;
+}
+
+async function zoomInBrowser(want) {
+  const { volume, axis, index, scale_h: sh, scale_w: sw } = want.params;
+  const t0 = performance.now();
+  state.gpu = state.gpu || new GpuUpscaler();
+  const slice = `${volume}/${axis}/${index}`;
+  if (state.gpu.featuresKey !== slice) {
+    const { headers, buffer } = await api(`/api/volumes/${encodeURIComponent(volume)}/` +
+      `features.bin?axis=${axis}&index=${index}`);
+    const [rows, cols] = headers.get("X-Shape").split(",").map(Number);
+    state.gpu.setFeatures(slice, new Uint16Array(buffer), rows, cols);
+  }
+  let kernels = state.kernels.get(`${sh}/${sw}`);
+  if (!kernels) {
+    const { headers, buffer } = await api(`/api/kernels.bin?scale_h=${sh}&scale_w=${sw}`);
+    kernels = { meta: JSON.parse(headers.get("X-Kernels")), data: new Float32Array(buffer) };
+    state.kernels.set(`${sh}/${sw}`, kernels);
+  }
+  const { headers, buffer } = await api(`/api/skip.bin?${new URLSearchParams(want.params)}`);
+  const [height, width] = headers.get("X-Shape").split(",").map(Number);
+  const n = height * width;
+  const m = kernels.meta;
+  const skip = m.skip === "bicubic" ? new Float32Array(buffer, 0, n) : null;
+  const t1 = performance.now();
+  const srFloat = state.gpu.run(kernels.data, m, skip, height, width);
+  const t2 = performance.now();
+  $("compute-used").textContent = `browser: ${state.webgl.renderer}`;
+  return {
+    key: want.key, height, width, params: want.params, srFloat, where: "browser",
+    sr: toUint16(srFloat), bic: toUint16(new Float32Array(buffer, 4 * n, n)),
+    meta: { scale: `${m.p_h}/${m.q_h}x${m.p_w}/${m.q_w}`, scale_h: m.p_h / m.q_h,
+      scale_w: m.p_w / m.q_w, from_cache: false },
+    timings: { metasrgan: t2 - t1, features: 0, features_cached: true, bicubic: 0,
+      request: t1 - t0 },
+  };
+}
+
+async function zoomOnServer(want) {
+  if (!$("compute-used").textContent.startsWith("server (")) {
+    $("compute-used").textContent = "server";
+  }
   const seq = ++state.seq;
   const query = new URLSearchParams({ ...want.params, client: state.client, seq: String(seq) });
   try {
@@ -292,7 +363,7 @@ async function fetchZoom(want) {
     const [height, width] = headers.get("X-Shape").split(",").map(Number);
     const n = height * width;
     return {
-      key: want.key, height, width, params: want.params,
+      key: want.key, height, width, params: want.params, where: "server",
       sr: new Uint16Array(buffer, 0, n), bic: new Uint16Array(buffer, 2 * n, n),
       meta: JSON.parse(headers.get("X-Zoom")), timings: JSON.parse(headers.get("X-Timings")),
     };
@@ -321,7 +392,8 @@ function show(result, want) {
   drawGray($("bicubic"), bic, width, height, state.gray);
   drawDifference($("diff"), sr, bic, width, height, state.diffTable);
   const ms = performance.now() - want.t;
-  const entry = { key: result.key, ms, cached: result.meta.from_cache, server: result.timings };
+  const entry = { key: result.key, ms, cached: result.meta.from_cache, server: result.timings,
+    where: result.where };
   window.viewerStats.zooms.push(entry);
   requestAnimationFrame(() => { entry.frameMs = performance.now() - want.t; });
   captions(result, ms);
@@ -558,6 +630,13 @@ function wire() {
   $("fit").addEventListener("click", () => { state.fit = !state.fit; layout(); });
   $("one-to-one").addEventListener("click", () => { state.fit = false; layout(); });
   $("nearest").addEventListener("change", layout);
+  $("compute").addEventListener("change", () => {
+    state.cache.clear();
+    state.cacheBytes = 0;
+    state.shown = null;
+    $("compute-used").textContent = "";
+    wantZoom();
+  });
   $("show-diff").addEventListener("change", (e) => {
     $("panels").classList.toggle("no-diff", !e.target.checked);
   });

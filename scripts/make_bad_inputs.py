@@ -2,11 +2,12 @@
 
     python scripts/make_bad_inputs.py FOLDER
 
-Every file is small on disk (the 512 MiB gzip bomb is 0.5 MB, the 20000x20000 PNG 100
-bytes); each case in :data:`IMAGE_CASES` and :data:`MODEL_CASES` names the file and a
-regular expression the error message must match.  ``expected.json`` in FOLDER repeats
-them.  The volumes are crops of the bundled real MRI with one header field broken.
-The test suite (tests/test_bad_inputs.py) runs this script into a temporary folder.
+Every file is small on disk (the 512 MiB gzip bomb is 0.5 MB; the 20000x20000 PNG and the
+huge TIFF, JPEG, DICOM and .npy headers are under 1 kB); each case in :data:`IMAGE_CASES`
+and :data:`MODEL_CASES` names the file and a regular expression the error message must
+match, and ``expected.json`` in FOLDER repeats them.  The volumes are crops of the bundled
+real MRI with one header field broken.  tests/test_bad_inputs.py runs this script into a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import numpy as np
 IMAGE_CASES: dict[str, str] = {
     "huge.png": r"20000x20000 = 400,000,000 voxels.*limit is",
     "bomb.nii.gz": r"1024x1024x512 = 536,870,912 voxels \(512\.0 MiB stored.*limit is",
+    "huge.tif": r"100000x100000 = 10,000,000,000 voxels.*limit is",
+    "huge.jpg": r"65535x65535 = 4,294,836,225 voxels.*limit is",
     "huge.npy": r"100000x100000 = 10,000,000,000 voxels.*limit is",
     "huge.dcm": r"60000x60000x1 = 3,600,000,000 voxels.*limit is",
     "dim9.nii": r"dim\[0\] = 9: dimension 9 is not allowed",
@@ -142,6 +145,25 @@ def _huge_png(path: Path) -> None:
     )  # fmt: skip
 
 
+def _huge_tiff(path: Path) -> None:
+    """A 100000x100000 8-bit gray TIFF header (one IFD) with 16 bytes of pixels."""
+    w = h = 100000
+    entries = [(256, 4, 1, w), (257, 4, 1, h), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+               (273, 4, 1, 8 + 2 + 12 * 8 + 4), (278, 4, 1, h), (279, 4, 1, 16)]  # fmt: skip
+    ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
+    path.write_bytes(b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + b"\0" * 16)
+
+
+def _huge_jpeg(path: Path) -> None:
+    """A baseline JPEG's frame header declaring 65535x65535 gray pixels, and no image."""
+    sof = struct.pack(">BHHB", 8, 65535, 65535, 1) + bytes([1, 0x11, 0])
+    sos = struct.pack(">H", 8) + bytes([1, 1, 0, 0, 63, 0])
+    path.write_bytes(
+        b"\xff\xd8\xff\xc0" + struct.pack(">H", len(sof) + 2) + sof + b"\xff\xda" + sos
+        + b"\0" * 10 + b"\xff\xd9"
+    )  # fmt: skip
+
+
 def _huge_npy(path: Path) -> None:
     with open(path, "wb") as f:
         np.lib.format.write_array_header_1_0(
@@ -216,6 +238,8 @@ def make_images(folder: Path) -> None:
         (folder / name).write_bytes(bytes(data))
     _gzip_bomb(folder / "bomb.nii.gz")
     _huge_png(folder / "huge.png")
+    _huge_tiff(folder / "huge.tif")
+    _huge_jpeg(folder / "huge.jpg")
     _huge_npy(folder / "huge.npy")
     _object_npy(folder / "object.npy")
     _huge_dicom(folder / "huge.dcm")

@@ -89,7 +89,7 @@ def test_size_limits_are_checked_before_decoding(corpus, monkeypatch):
 
     folder, _ = corpus
     tracemalloc.start()
-    for name in ("bomb.nii.gz", "huge.png", "huge.npy", "huge.dcm"):
+    for name in ("bomb.nii.gz", "huge.png", "huge.tif", "huge.jpg", "huge.npy", "huge.dcm"):
         with pytest.raises(ImageTooLargeError):
             read_image(folder / name)
     peak = tracemalloc.get_traced_memory()[1]

@@ -167,13 +167,17 @@ def test_not_a_bids_dataset_is_a_usage_error(tmp_path, capsys):
 def test_spacing_adds_res_entity_and_skips_scans_already_fine(tmp_path):
     raw = make_bids_dataset(tmp_path / "raw")
     out = tmp_path / "out"
-    assert main(["bids", str(raw), str(out), "participant", "--spacing", "0.5"]) == 0
+    handler = _Records()
+    logging.getLogger("metasrgan").addHandler(handler)
+    try:
+        assert main(["bids", str(raw), str(out), "participant", "--spacing", "0.5",
+                     "--participant-label", "01", "03"]) == 0  # fmt: skip
+    finally:
+        logging.getLogger("metasrgan").removeHandler(handler)
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))
-    # the 0.5 mm macaque and the 0.3 mm clinical slice are already fine enough
-    assert made == [
-        _derivative("sub-01/anat/sub-01_T1w.nii.gz", "0p5mm"),
-        _derivative("sub-02/ses-01/anat/sub-02_ses-01_T1w.nii.gz", "0p5mm"),
-    ]
+    # the 0.3 mm clinical slice is already fine enough: skipped with a note
+    assert made == [_derivative("sub-01/anat/sub-01_T1w.nii.gz", "0p5mm")]
+    assert any("sub-03_T2w" in m and "already at --spacing 0.5" in m for m in handler.messages)
     side = json.loads((out / made[0].replace(".nii.gz", ".json")).read_text())
     assert "0.5" in side["Resolution"]
     np.testing.assert_allclose(nib.load(out / made[0]).header.get_zooms(), (0.5, 0.5, 0.5))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -46,11 +47,17 @@ def test_raw_fixture_is_valid_bids(tmp_path):
     assert errors == []
 
 
-@pytest.mark.parametrize("how", [["--scale", "2.5"], ["--spacing", "0.5", "--dtype", "int16"]])
-def test_derivatives_pass_the_validator(tmp_path, how):
-    raw = make_bids_dataset(tmp_path / "raw")
+@pytest.fixture(scope="module")
+def spacing_run(tmp_path_factory):
+    """Derivatives at 0.5 mm stored as int16 (res- entity, Resolution, scaled integers)."""
+    raw = make_bids_dataset(tmp_path_factory.mktemp("bids") / "raw")
     out = raw / "derivatives" / "metasrgan"
-    assert main(["bids", str(raw), str(out), "participant", *how, "-q"]) == 0
+    assert main(["bids", str(raw), str(out), "participant", "--spacing", "0.5", "--dtype",
+                 "int16", "--participant-label", "01", "-q"]) == 0  # fmt: skip
+    return out
+
+
+def _check_clean(out: Path) -> None:
     errors, warnings = _validate(out)
     assert errors == [], errors
     codes = {w["code"] for w in warnings}
@@ -58,11 +65,21 @@ def test_derivatives_pass_the_validator(tmp_path, how):
     assert "README_FILE_MISSING" not in codes
 
 
-def test_the_validator_catches_a_broken_derivative(tmp_path):
-    """The check is real: a derivative sidecar without what BIDS requires fails it."""
+def test_derivatives_at_a_scale_pass_the_validator(tmp_path):
     raw = make_bids_dataset(tmp_path / "raw")
     out = raw / "derivatives" / "metasrgan"
-    assert main(["bids", str(raw), str(out), "participant", "--spacing", "0.5", "-q"]) == 0
+    assert main(["bids", str(raw), str(out), "participant", "--scale", "2.5", "-q"]) == 0
+    _check_clean(out)
+
+
+def test_derivatives_at_a_spacing_pass_the_validator(spacing_run):
+    _check_clean(spacing_run)
+
+
+def test_the_validator_catches_a_broken_derivative(spacing_run, tmp_path):
+    """The check is real: a derivative sidecar without what BIDS requires fails it."""
+    out = tmp_path / "broken"
+    shutil.copytree(spacing_run, out)
     side = next(out.rglob("*_res-0p5mm_desc-superres_T1w.json"))
     content = json.loads(side.read_text())
     del content["Resolution"]

@@ -43,9 +43,12 @@ _cleaned_lock = threading.Lock()
 class Interrupted(KeyboardInterrupt):
     """SIGINT or SIGTERM as an exception, so that ``finally`` blocks and clean-ups run."""
 
-    def __init__(self, signum: int):
+    def __init__(self, signum: int = signal.SIGINT):
         super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+        self.signum = int(signum)
+
+    def __reduce__(self):  # rebuilt from the number when passed between processes
+        return (type(self), (self.signum,))
 
 
 _defer_depth = 0

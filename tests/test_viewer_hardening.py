@@ -351,3 +351,30 @@ def test_a_downloaded_slice_lands_on_the_scan_it_came_from(client):
     np.testing.assert_allclose(out2.header.get_zooms(), (0.75, 1.0, 1.5))
     corner = out.affine @ [-0.5, 0, -0.5, 1]  # the outer edge of the first voxel
     np.testing.assert_allclose(out2.affine @ [-0.5, 0, -0.5, 1], corner, atol=1e-9)
+
+
+def test_the_whole_volume_download_is_the_library_api_applied_to_the_scan(app, client):
+    from metasrgan.api import upscale
+
+    rng = np.random.default_rng(5)
+    data = (rng.random((20, 24, 4)) * 100 + 1).astype(np.float32)
+    thick = np.diag([1.0, 1.0, 5.0, 1.0])
+    vol = _upload(client, "thick.nii.gz", _nifti_bytes(data, thick)).json()
+    # the coronal view of 1 x 1 x 5 mm voxels, zoomed x5 down and x1 across: 1 mm isotropic
+    params = dict(axis="coronal", scale_h=5, scale_w=1)
+    response = client.get(f"/api/volumes/{vol['id']}/upscaled.nii.gz", params=params)
+    assert response.status_code == 200, response.text
+    assert 'filename="thick_metasrgan.nii.gz"' in response.headers["content-disposition"]
+    out = nib.Nifti1Image.from_bytes(gzip.decompress(response.content))
+    assert out.shape == (20, 24, 20)
+    np.testing.assert_allclose(out.header.get_zooms(), (1.0, 1.0, 1.0))
+    direct = upscale(
+        nib.Nifti1Image(data, thick),
+        spacing=(1.0, 1.0, 1.0),
+        axes=(0, 2),
+        model=app.state.viewer.model,
+    )
+    np.testing.assert_allclose(np.asarray(out.dataobj), direct.get_fdata(), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(out.affine, direct.affine)
+    bad = client.get(f"/api/volumes/{vol['id']}/upscaled.nii.gz", params={**params, "scale_h": 9})
+    assert bad.status_code == 400 and "between 1 and 6" in bad.json()["error"]

@@ -77,6 +77,7 @@ MODEL_CASES: dict[str, str] = {
     "wrong_shape.safetensors": r"tensor head\.weight has shape \(4, 1, 3, 3\) but the model needs",
     "extra_tensor.safetensors": r"unexpected tensor\(s\) stowaway",
     "nan_weights.safetensors": r"tensor .* holds NaN or Inf",
+    "int_weights.safetensors": r"tensor head\.weight is torch\.int32 but the model needs",
     "bad_json.safetensors": r"not valid JSON",
     "no_spec.safetensors": r"no model spec in its header",
 }
@@ -298,6 +299,9 @@ def make_models(folder: Path) -> None:
     nan = dict(good)
     nan[first] = torch.full_like(good[first], float("nan"))
     _save(folder / "nan_weights.safetensors", nan)
+    ints = dict(good)
+    ints[first] = good[first].to(torch.int32)  # would be cast silently by load_state_dict
+    _save(folder / "int_weights.safetensors", ints)
     _save(folder / "bad_json.safetensors", good, header={"metasrgan": "{not json"})
     _save(folder / "no_spec.safetensors", good, header={})
 

@@ -254,16 +254,24 @@ def check_tensor_shapes(
             )
 
 
-def _load_checked(path: Path, model_shapes: dict[str, tuple], strict: bool) -> dict:
+def _load_checked(path: Path, model_state: dict[str, torch.Tensor], strict: bool) -> dict:
+    """The file's tensors once names, shapes (from the header, before reading any data),
+    kinds (floating point or integer) and finiteness all fit ``model_state``."""
     from safetensors.torch import load_file
 
     shapes, _ = safetensors_shapes(path)
-    check_tensor_shapes(str(path), model_shapes, {k: s for k, (s, _) in shapes.items()}, strict)
+    expected = {k: tuple(v.shape) for k, v in model_state.items()}
+    check_tensor_shapes(str(path), expected, {k: s for k, (s, _) in shapes.items()}, strict)
     try:
         state = load_file(str(path), device="cpu")
     except Exception as err:
         raise CheckpointError(f"{path}: the tensors cannot be read ({err})") from None
     for name, tensor in state.items():
+        wanted = model_state.get(name)
+        if wanted is not None and tensor.is_floating_point() != wanted.is_floating_point():
+            raise CheckpointError(
+                f"{path}: tensor {name} is {tensor.dtype} but the model needs {wanted.dtype}"
+            )
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor {name} holds NaN or Inf values")
     return state
@@ -282,8 +290,7 @@ def load_model(
     spec = validate_spec(meta["model"], f"{path}")
     with torch.device("meta"):
         skeleton = constructor(spec["name"])(**spec["args"])
-    expected = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    state = _load_checked(path, expected, strict)
+    state = _load_checked(path, skeleton.state_dict(), strict)
     model = make(spec)
     model.load_state_dict(state, strict=strict)
     model.metadata = meta  # type: ignore[attr-defined]
@@ -292,7 +299,6 @@ def load_model(
 
 def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> nn.Module:
     """Load a model file's weights into an existing model (e.g. ``--init-from``)."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    state = _load_checked(Path(path), expected, strict)
+    state = _load_checked(Path(path), model.state_dict(), strict)
     model.load_state_dict(state, strict=strict)
     return model

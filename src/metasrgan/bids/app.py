@@ -36,7 +36,7 @@ class AppSettings:
     dtype: str = "float32"
     model: str | None = None
     """Model file; None: the shipped model."""
-    device: str = "cpu"
+    device: str = "auto"
     batch: int = 1
     overwrite: bool = False
 
@@ -268,7 +268,8 @@ def run(
     from concurrent.futures import ProcessPoolExecutor
 
     workers = min(n_jobs, len(jobs))
-    per_job = threads or max(1, (os.cpu_count() or 1) // workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    per_job = threads or max(1, (cores or 1) // workers)  # the cores this job was given
     level = logging.getLogger("metasrgan").getEffectiveLevel()
     with ProcessPoolExecutor(
         workers,

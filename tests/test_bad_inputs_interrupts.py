@@ -121,7 +121,13 @@ def test_ctrl_c_while_the_real_cli_imports_torch():
         [sys.executable, "-m", "metasrgan.cli", "info"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(0.4)
+    maps = Path(f"/proc/{child.pid}/maps")
+    deadline = time.time() + 30
+    while time.time() < deadline and child.poll() is None:  # until torch's library is loading
+        if not maps.exists() or "libtorch" in maps.read_text(errors="replace"):
+            break
+        time.sleep(0.01)
+    time.sleep(0.05 if maps.exists() else 0.4)
     child.send_signal(signal.SIGINT)
     out, err = child.communicate(timeout=60)
     assert child.returncode == 130, (out, err)

@@ -75,3 +75,15 @@ def test_quiet_and_verbose_reach_the_logger(tmp_path, capsys):
 def test_subcommands_take_the_flags_too():
     args = _parser("data").parse_args(["stats", "samples", "-qq"])
     assert args.quiet == 2 and args.verbose == 0
+
+
+def test_upscale_notes_go_through_logging(tmp_path, capsys):
+    from metasrgan.samples_path import sample_path
+
+    src = sample_path("mr_small_pydicom")  # 64 x 2.3 = 147.2: the command notes it
+    args = ["upscale", str(src), "--scale", "2.3", "-o", str(tmp_path / "a.nii.gz"),
+            "--no-progress", "--overwrite"]  # fmt: skip
+    assert main(args) == 0
+    assert "note: mr_small_pydicom.nii.gz: axis 0" in capsys.readouterr().err
+    assert main([*args, "-q"]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -8,10 +8,12 @@ path are checked before the model is loaded or anything is written.  Exit codes:
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 from metasrgan.api.options import ACQUISITIONS, DEFAULT_MAX_VOXELS
+
+log = logging.getLogger("metasrgan.upscale")  # -v/-q (metasrgan.logs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = api.plan_inputs(Path(args.input), Path(args.output), request, args.overwrite)
     for job in jobs:
         for note in job.plan.notes if job.plan else ():
-            print(f"note: {job.src.name}: {note}", file=sys.stderr)
+            log.info("note: %s: %s", job.src.name, note)
 
     import torch
 
@@ -72,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
     model = api.load_model(args.model, device) if any(not j.error for j in jobs) else None
     if model is not None and getattr(model, "metadata", {}).get("untrained"):
-        print("WARNING: no trained model available; outputs come from an UNTRAINED network",
-              file=sys.stderr)  # fmt: skip
+        log.warning("no trained model available; outputs come from an UNTRAINED network")
     failures = 0
     for job in jobs:
         try:
@@ -84,10 +85,10 @@ def run(args: argparse.Namespace) -> int:
             if interrupt_in_chain(err) is not None:  # a wrapped Ctrl+C stops the whole run
                 raise
             failures += 1
-            print(f"FAILED {job.src}: {err}", file=sys.stderr)
+            log.error("FAILED %s: %s", job.src, err)
             if args.debug:
                 raise
     if failures:
-        print(f"{failures} of {len(jobs)} input(s) failed", file=sys.stderr)
+        log.error("%d of %d input(s) failed", failures, len(jobs))
         return 1
     return 0

@@ -24,6 +24,8 @@ RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu 
         "torch==${TORCH_VERSION}"
 COPY pyproject.toml README.md LICENSE CITATION.cff ./
 COPY src ./src
+# training recipes: metasrgan train --config /opt/metasrgan/configs/quick.yaml
+COPY configs ./configs
 # the project itself, from this folder: its dependencies' ranges are in pyproject.toml
 # hadolint ignore=DL3013
 RUN pip install --no-cache-dir ".[bids]" \

@@ -30,14 +30,22 @@ class ComputePool:
     def __init__(self, workers: int = 2, max_pending: int = 16):
         self.workers = workers
         self.max_pending = max_pending
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="metasrgan-zoom")
         self._pending = 0
         self._cond = threading.Condition()
         self._lookahead: deque[tuple[Hashable, Callable[[Callable[[], bool]], object]]] = deque()
-        self._closed = False
+        self._closed = True
         self._running = False
         self.lookahead_done = 0
         self.lookahead_interrupted = 0
+        self.start()
+
+    def start(self) -> None:
+        """(Re)start the threads: an app's lifespan may end and begin again (test clients)."""
+        with self._cond:
+            if not self._closed:
+                return
+            self._closed = False
+        self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="metasrgan-zoom")
         self._thread = threading.Thread(target=self._lookahead_loop, daemon=True)
         self._thread.start()
 
@@ -108,9 +116,12 @@ class ComputePool:
                     self._running = False
                     self._cond.notify_all()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop: the look-ahead at its next band, queued work dropped, running work finished
+        (a thread killed inside torch at interpreter exit aborts the process)."""
         with self._cond:
             self._closed = True
             self._lookahead.clear()
             self._cond.notify_all()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._thread.join(timeout)
+        self._executor.shutdown(wait=True, cancel_futures=True)

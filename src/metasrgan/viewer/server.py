@@ -10,6 +10,7 @@ error answers JSON ``{"error": message}`` and the server carries on.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -307,7 +308,18 @@ def create_app(
         axis, index = volume.default_view()
         first = ZoomRequest(volume, axis, index, Scale2d.of(2), None, "startup", 0)
         viewer.zoom(first)  # the page's first view is ready
-    app = FastAPI(title="metasrgan viewer", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        viewer.pool.start()
+        yield
+        viewer.pool.close()
+
+    app = FastAPI(
+        title="metasrgan viewer",
+        docs_url="/api/docs",
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
     app.state.viewer = viewer
     install(app)
     app.add_middleware(security.LocalOnly, allowed_hosts=allowed_hosts, token=viewer.token)

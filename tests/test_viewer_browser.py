@@ -253,6 +253,17 @@ def test_window_level_wheel_and_keyboard_scrolling(browser, served):
     wait.until(
         lambda d: js("return window.viewerStats.zooms.at(-1).key").endswith("/axial/6/2.00/2.00")
     )
+    # fit to window: the whole slice in the panel, its aspect kept; 1:1 undoes it
+    browser.find_element(By.ID, "fit").click()
+    box = js(
+        "const s = document.querySelectorAll('.stage')[1], v = s.parentElement;"
+        "return [s.offsetWidth, s.offsetHeight, v.clientWidth, v.clientHeight]"
+    )
+    assert box[0] <= box[2] + 1 and box[1] <= box[3] + 1
+    assert abs(box[0] - box[2]) <= 1 or abs(box[1] - box[3]) <= 1
+    assert box[1] / box[0] == pytest.approx(213 / 181, rel=0.01)
+    browser.find_element(By.ID, "one-to-one").click()
+    assert js("return document.querySelectorAll('.stage')[1].offsetWidth") == 362
     # the crosshair follows a click and names the voxel
     ActionChains(browser).move_to_element_with_offset(stage, 10, 0).click().perform()
     wait.until(lambda d: "crosshair: voxel (" in text("crosshair"))

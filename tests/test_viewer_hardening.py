@@ -378,3 +378,13 @@ def test_the_whole_volume_download_is_the_library_api_applied_to_the_scan(app, c
     np.testing.assert_allclose(out.affine, direct.affine)
     bad = client.get(f"/api/volumes/{vol['id']}/upscaled.nii.gz", params={**params, "scale_h": 9})
     assert bad.status_code == 400 and "between 1 and 6" in bad.json()["error"]
+
+
+def test_a_4d_scan_shows_its_first_volume_with_three_voxel_sizes(client):
+    data = np.random.default_rng(6).random((12, 10, 5, 3)).astype(np.float32)
+    img = nib.Nifti1Image(data, np.diag([2.0, 2.0, 2.2, 1.0]))
+    img.header.set_zooms((2.0, 2.0, 2.2, 2000.0))  # TR in ms on the fourth axis
+    vol = _upload(client, "bold.nii.gz", gzip.compress(img.to_bytes())).json()
+    assert vol["shape"] == [12, 10, 5] and vol["spacing"] == [2.0, 2.0, 2.2]
+    assert vol["views"]["sagittal"]["spacing"] == [2.2, 2.0]
+    assert vol["notes"] == ["4D scan with 3 volumes: showing the first"]

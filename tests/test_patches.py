@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from metasrgan.data.datasets import load_slices
-from metasrgan.data.degrade import degrade
-from metasrgan.data.patches import Augment, PatchSampler, exact_patch_sizes, parse_scales
-from metasrgan.scale import TRAINED_SCALES
+from metasrgan.data.patches import Augment, PatchSampler, exact_patch_sizes
+from metasrgan.degradations import make_chain
+from metasrgan.scale import TRAINED_SCALES, parse_scales
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,9 @@ def test_exact_patch_sizes_for_every_trained_scale(patch_size):
 
 
 def test_parse_scales():
-    assert parse_scales("1.1:4.0:0.1") == TRAINED_SCALES
-    assert parse_scales(2) == (2.0,) and parse_scales([1.5, 2]) == (1.5, 2.0)
+    assert parse_scales("1.1:4.0:0.1", as_float=True) == TRAINED_SCALES
+    assert parse_scales(2, as_float=True) == (2.0,)
+    assert parse_scales([1.5, 2], as_float=True) == (1.5, 2.0)
     with pytest.raises(ValueError):
         parse_scales("4:1:0.1")
 
@@ -63,7 +64,7 @@ def test_batches_are_exact_crops_with_one_scale_and_matching_lr(images):
         hr_side, lr_side = exact_patch_sizes(scale, 48)
         assert batch["hr"].shape == (4, 1, hr_side, hr_side)
         assert batch["lr"].shape == (4, 1, lr_side, lr_side)
-        expected = degrade(batch["hr"], (lr_side, lr_side), "bicubic").clamp(0, 1)
+        expected = make_chain("bicubic")(batch["hr"], (lr_side, lr_side))
         torch.testing.assert_close(batch["lr"], expected)
         assert float(batch["hr"].min()) >= 0 and float(batch["hr"].max()) <= 1
     assert len(seen) > 1
@@ -105,9 +106,10 @@ def test_ranks_read_disjoint_positions(images):
 def test_every_scale_is_drawn(images):
     sampler = PatchSampler(images, batch_size=1, patch_size=40)
     g_scales = set()
+    scales = sampler.plan.options[0].scales
     for step in range(400):
         g = torch.Generator().manual_seed((sampler.seed * 7_919 + step) * 4_099)
-        g_scales.add(sampler.scales[int(torch.randint(len(sampler.scales), (1,), generator=g))])
+        g_scales.add(scales[int(torch.randint(len(scales), (1,), generator=g))])
     assert g_scales == set(TRAINED_SCALES)
     assert {sampler.batch(s)["scale"] for s in range(5)} <= g_scales
 

@@ -170,7 +170,7 @@ def test_cli_trains_quick_yaml_into_a_loadable_model_with_logs(tmp_path, capsys,
     assert [x["step"] for x in train] == [1, 2, 3]
     assert "train/l_g_gan" not in train[0] and "train/l_d_real" in train[1]  # L1 warm-up first
     val = [x for x in lines if "val/psnr_x2" in x]
-    assert val and {"val/psnr_bicubic_x3", "val/ssim_x3", "val/psnr_gain_mean"} <= set(val[0])
+    assert val and {"val/psnr_classical_x3", "val/ssim_x3", "val/psnr_gain_mean"} <= set(val[0])
     assert yaml.safe_load((run / "config.yaml").read_text())["stages"][0]["steps"] == 3
 
     # the same command again never touches the first run; --init-from starts from its weights

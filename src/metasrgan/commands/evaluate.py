@@ -1,9 +1,15 @@
-"""``metasrgan evaluate``: PSNR/SSIM of models and bicubic over scales, tables and figures.
+"""``metasrgan evaluate``: PSNR/SSIM of models and classical baselines over degradations and
+scales, tables and figures.
 
-Writes into ``--output``: ``table.csv`` and ``table.md`` (mean and std per method and scale,
-the shape of the paper's Table 1), ``per_image.csv``, ``plot.png``, ``fig7.png``,
-``fig8.png`` and ``evaluation.json`` (the settings).  The protocol is described in
-:mod:`metasrgan.evaluation`.
+Writes into ``--output``: ``table.csv`` and ``table.md`` (mean and std per degradation,
+method and scale, the gain over the best classical baseline, the shape of the paper's
+Table 1), ``gains.csv``, ``per_image.csv``, ``plot.png`` (one per degradation after the
+first: ``plot-<name>.png``), ``fig7.png``, ``fig8.png`` and ``evaluation.json`` (the
+settings).  The protocol is described in :mod:`metasrgan.evaluation`.
+
+Example::
+
+    metasrgan evaluate --models shipped --data inia19_macaque --degradation all -o eval/
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=["shipped"],
         metavar="MODEL",
         help="model files (.safetensors), or 'shipped' for the model in the package "
-        "(default); bicubic is always included",
+        "(default); bicubic, Lanczos-3, cubic B-spline and zero-filled sinc are always included",
     )
     parser.add_argument("--labels", nargs="+", help="names for the models, in the same order")
     parser.add_argument(
@@ -47,7 +53,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="START:STOP:STEP (inclusive) and/or a comma list (default 1.1:4.0:0.1)",
     )
     parser.add_argument("--output", "-o", required=True, help="folder for tables and figures")
-    parser.add_argument("--degradation", choices=("bicubic", "kspace"), default="bicubic")
+    parser.add_argument(
+        "--degradation",
+        nargs="+",
+        default=["bicubic"],
+        metavar="DEG",
+        help="how LR is made: presets (bicubic, bicubic-noise, kspace, kspace-noise, "
+        "kspace-hamming, thick, thick-noise), 'all' (the five of the acquisition benchmark), "
+        "or a YAML file / inline YAML with a chain {acquisition, steps} or a {mixture: [...]} "
+        "(each of its chains is evaluated); default bicubic",
+    )
+    parser.add_argument(
+        "--through-plane-scales",
+        help="scales of through-plane (thick-slice) degradations, used as (s, 1) "
+        "(default: --scales)",
+    )
     parser.add_argument(
         "--crop-size",
         type=_size,
@@ -90,7 +110,13 @@ def run(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     scales = evaluation.parse_scales(args.scales)
 
-    methods = [evaluation.bicubic_method()]
+    from metasrgan.degradations import ACQUISITIONS, PRESETS
+
+    degradations = parse_degradations(args.degradation)
+    through = (
+        evaluation.parse_scales(args.through_plane_scales) if args.through_plane_scales else scales
+    )
+    methods = evaluation.classical_methods()
     for k, source in enumerate(args.models):
         label = args.labels[k] if args.labels else None
         methods.append(evaluation.load_method(source, device, label))
@@ -108,26 +134,30 @@ def run(args: argparse.Namespace) -> int:
     sources = sorted({im.name.split(":")[0] for im in images})
     print(
         f"evaluating {len(methods)} methods on {len(images)} slices from {', '.join(sources)} "
-        f"at {len(scales)} scales ({args.degradation} LR)",
+        f"at {len(scales)} scales, LR by: {', '.join(degradations)}",
         file=sys.stderr,
     )
-    rows = evaluation.evaluate(
-        images,
-        methods,
-        scales,
-        degradation=args.degradation,
-        crop_size=args.crop_size,
-        batch_size=args.batch_size,
-        mask_threshold=args.mask_threshold,
-        progress=not args.no_progress,
-    )
+    rows = []
+    for name, chain in degradations.items():
+        rows += evaluation.evaluate(
+            images,
+            methods,
+            through if ACQUISITIONS[chain.acquisition].through_plane else scales,
+            degradation=chain,
+            name=name,
+            crop_size=args.crop_size,
+            batch_size=args.batch_size,
+            mask_threshold=args.mask_threshold,
+            progress=not args.no_progress,
+        )
     out = Path(args.output)
     info = {
         "data": args.data,
         "n_images": len(images),
         "sources": sources,
-        "degradation": args.degradation,
-        "degradation_text": evaluation.degradation_text(args.degradation),
+        "degradation": list(degradations),
+        "degradation_text": {k: c.text for k, c in degradations.items()},
+        "through_plane_scales": [evaluation.scale_label(s) for s in through],
         "crop_size": list(args.crop_size),
         "mask_threshold": args.mask_threshold,
         "data_range": evaluation.DATA_RANGE,
@@ -144,12 +174,22 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_figures:
         from metasrgan import figures
 
-        figures.plot_sweep(summary, methods, out / "plot.png")
-        written.append("plot.png")
+        first = next(iter(degradations))
+        for k, name in enumerate(degradations):
+            plot = "plot.png" if k == 0 else f"plot-{name}.png"
+            mine = [r for r in summary if r["degradation"] == name]
+            figures.plot_sweep(mine, methods, out / plot)
+            written.append(plot)
         image = figures.pick_figure_image(images, args.figure_image)
         info["figure_image"] = image.name
+        best = evaluation.best_classical([r for r in summary if r["degradation"] == first], methods)
+        wins: dict[str, int] = {}
+        for r in best.values():
+            wins[r["method"]] = wins.get(r["method"], 0) + 1
+        top = max(wins, key=wins.get) if wins else methods[0].label
+        fig8_methods = [m for m in methods if not m.classical or m.label == top]
         common = dict(
-            degradation=args.degradation,
+            degradation=first if first in PRESETS else degradations[first],
             crop_size=args.crop_size,
             mask_threshold=args.mask_threshold,
         )
@@ -162,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
             else figures.pick_figure_scales(scales)
         )
         info["figure8_scales"] = [evaluation.scale_label(s) for s in fig8_scales]
-        figures.figure8(image, methods, fig8_scales, out / "fig8.png", **common)
+        figures.figure8(image, fig8_methods, fig8_scales, out / "fig8.png", **common)
         written.append("fig8.png")
 
     (out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -170,3 +210,45 @@ def run(args: argparse.Namespace) -> int:
     print((out / "table.md").read_text())
     print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
     return 0
+
+
+BENCHMARK_DEGRADATIONS = ("bicubic", "kspace", "kspace-noise", "thick", "bicubic-noise")
+"""``--degradation all``: how real low-resolution MRI is made, plus the paper's protocol."""
+
+
+def parse_degradations(values: list[str]) -> dict:
+    """``{name: Chain}`` from preset names, ``all``, YAML files or inline YAML specs."""
+    from pathlib import Path
+
+    import yaml
+
+    from metasrgan.degradations import PRESETS, make_chain
+
+    chains: dict = {}
+    for value in values:
+        if value == "all":
+            chains.update({n: make_chain(n) for n in BENCHMARK_DEGRADATIONS})
+            continue
+        if value in PRESETS:
+            chains[value] = make_chain(value)
+            continue
+        path = Path(value)
+        try:
+            spec = yaml.safe_load(path.read_text() if path.is_file() else value)
+        except yaml.YAMLError as err:
+            raise ValueError(
+                f"--degradation {value!r}: not a preset, file or YAML ({err})"
+            ) from None
+        if not isinstance(spec, dict):
+            raise ValueError(
+                f"--degradation {value!r} is not a preset ({', '.join(PRESETS)}), 'all', "
+                "a YAML file or an inline YAML mapping"
+            )
+        for item in spec.get("mixture", [spec]):
+            item = dict(item)
+            for key in ("weight", "scales"):
+                item.pop(key, None)
+            preset = item.pop("preset", None)
+            chain = make_chain(preset if preset is not None else item)
+            chains[preset or f"{chain.acquisition}-{len(chains) + 1}"] = chain
+    return chains

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metasrgan.data.degrade import degrade
+from metasrgan.degradations import DegradationPlan, make_plan
 from metasrgan.scale import TRAINED_SCALES, AxisScale
 
 
@@ -35,22 +35,6 @@ def exact_patch_sizes(scale, patch_size: int = 96) -> tuple[int, int]:
             f"pixels for an exact LR size; patch_size is {patch_size}"
         )
     return k * axis.p, k * axis.q
-
-
-def parse_scales(spec: str | float | Sequence[float]) -> tuple[float, ...]:
-    """``"1.1:4.0:0.1"`` (inclusive range), a number, or a list."""
-    if isinstance(spec, str):
-        parts = [float(v) for v in spec.split(":")]
-        if len(parts) == 1:
-            return (parts[0],)
-        if len(parts) != 3 or parts[2] <= 0 or parts[1] < parts[0]:
-            raise ValueError(f"scales are START:STOP:STEP, got {spec!r}")
-        start, stop, step = parts
-        count = int(round((stop - start) / step)) + 1
-        return tuple(round(start + i * step, 6) for i in range(count))
-    if isinstance(spec, (int, float)):
-        return (float(spec),)
-    return tuple(float(v) for v in spec)
 
 
 @dataclass
@@ -71,7 +55,11 @@ class PatchSampler:
         images: 2D float32 arrays (already normalised and cropped).
         patches_per_image: patches drawn from each image per epoch (paper: 16).
         scales: one is drawn uniformly per batch (paper: 1.1 .. 4.0 step 0.1).
-        degradation: ``"bicubic"`` (paper) or ``"kspace"``.
+        degradation: a preset name (``"bicubic"``: the paper's), a chain, a mixture spec or a
+            :class:`~metasrgan.degradations.DegradationPlan` (see
+            :func:`~metasrgan.degradations.make_plan`); each batch draws one chain and one of
+            its scales.  Through-plane chains (thick slices) use (s, 1) scales, transposed
+            to (1, s) for half of their batches.
         rank, world_size: distributed sampling: ranks read disjoint positions.
     """
 
@@ -82,7 +70,7 @@ class PatchSampler:
         patch_size: int = 96,
         scales: Sequence[float] = TRAINED_SCALES,
         patches_per_image: int = 16,
-        degradation: str = "bicubic",
+        degradation: str | dict | DegradationPlan = "bicubic",
         augment: Augment | None = None,
         seed: int = 0,
         rank: int = 0,
@@ -98,11 +86,15 @@ class PatchSampler:
                 raise ValueError(f"training image {i} is not 2D: shape {tuple(im.shape)}")
         self.batch_size = batch_size
         self.patch_size = patch_size
-        self.scales = tuple(scales)
-        for s in self.scales:
-            exact_patch_sizes(s, patch_size)  # fail early on impossible scales
+        self.plan = (
+            degradation
+            if isinstance(degradation, DegradationPlan)
+            else make_plan(degradation, tuple(scales))
+        )
+        for option in self.plan.options:
+            for s in option.scales:
+                exact_patch_sizes(s, patch_size)  # fail early on impossible scales
         self.patches_per_image = patches_per_image
-        self.degradation = degradation
         self.augment = augment or Augment()
         self.seed = seed
         self.rank = rank
@@ -129,15 +121,26 @@ class PatchSampler:
     def batch(self, step: int) -> dict:
         # the scale comes from rank 0's generator: one scale for the whole global batch
         g = torch.Generator().manual_seed((self.seed * 7_919 + step) * 4_099)
-        scale = self.scales[int(torch.randint(len(self.scales), (1,), generator=g))]
+        option = self.plan.draw(g)
+        scale = option.scales[int(torch.randint(len(option.scales), (1,), generator=g))]
+        pair = option.chain.scale_pair(scale)
+        transpose = pair[0] != pair[1] and bool(torch.rand(1, generator=g) < 0.5)
         if self.rank:
             g = torch.Generator().manual_seed((self.seed * 7_919 + step) * 4_099 + self.rank)
-        hr_side, lr_side = exact_patch_sizes(scale, self.patch_size)
-        patches = [self._patch(self.images[i], hr_side, g) for i in self.image_indices(step)]
+        (hr_h, lr_h), (hr_w, lr_w) = (exact_patch_sizes(s, self.patch_size) for s in pair)
+        indices = self.image_indices(step)
+        patches = [self._patch(self.images[i], (hr_h, hr_w), g) for i in indices]
         hr = torch.stack(patches)[:, None]
         hr = self._intensity(hr, g)
-        lr = degrade(hr, (lr_side, lr_side), self.degradation).clamp_(0.0, 1.0)
-        return {"hr": hr, "lr": lr, "scale": scale}
+        lr = option.chain(hr, (lr_h, lr_w), g)
+        if transpose:
+            hr, lr, pair = hr.transpose(-2, -1), lr.transpose(-2, -1), pair[::-1]
+        return {
+            "hr": hr.contiguous(),
+            "lr": lr.contiguous(),
+            "scale": scale if pair[0] == pair[1] else pair,
+            "acquisition": option.chain.acquisition,
+        }
 
     def __iter__(self):
         step = 0
@@ -145,7 +148,12 @@ class PatchSampler:
             yield self.batch(step)
             step += 1
 
-    def _patch(self, image: torch.Tensor, side: int, g: torch.Generator) -> torch.Tensor:
+    def _patch(
+        self, image: torch.Tensor, shape: tuple[int, int], g: torch.Generator
+    ) -> torch.Tensor:
+        """A random ``shape`` patch: a square of the longer side, flipped and rotated, then
+        its top-left ``shape`` (so rotations never change the patch's shape)."""
+        side = max(shape)
         h, w = image.shape
         if h < side or w < side:  # small images: zero padding (MRI background is zero)
             pad = (0, max(0, side - w), 0, max(0, side - h))
@@ -161,7 +169,7 @@ class PatchSampler:
             patch = patch.flip(-2)
         if aug.rot90:
             patch = torch.rot90(patch, int(torch.randint(4, (1,), generator=g)), (-2, -1))
-        return patch.contiguous()
+        return patch[: shape[0], : shape[1]].contiguous()
 
     def _intensity(self, hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         aug = self.augment

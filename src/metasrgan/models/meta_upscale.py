@@ -45,12 +45,25 @@ PATCH_CHUNK_BYTES = 48 << 20
 
 
 class WeightPrediction(nn.Module):
-    """FC 3->hidden, ReLU, FC hidden->out*in*k*k (the paper: 3->256->576)."""
+    """FC (3 + conditions)->hidden, ReLU, FC hidden->out*in*k*k (the paper: 3->256->576).
 
-    def __init__(self, in_features: int, out_channels: int, kernel_size: int, hidden: int = 256):
+    ``conditions`` extra inputs (0 in the paper) carry what the position does not: e.g. the
+    acquisition type of the input and the anisotropy of the scale (see
+    :class:`metasrgan.models.MetaSRGAN`).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_channels: int,
+        kernel_size: int,
+        hidden: int = 256,
+        conditions: int = 0,
+    ):
         super().__init__()
+        self.conditions = conditions
         self.body = nn.Sequential(
-            nn.Linear(3, hidden),
+            nn.Linear(3 + conditions, hidden),
             nn.ReLU(inplace=True),
             nn.Linear(hidden, out_channels * in_features * kernel_size * kernel_size),
         )
@@ -67,10 +80,16 @@ class MetaUpscale(nn.Module):
         out_channels: image channels produced (1 for MRI).
         kernel_size: neighbourhood size (3).
         hidden: width of the weight prediction network (256).
+        conditions: extra weight-prediction inputs, given to every call as ``condition``.
     """
 
     def __init__(
-        self, in_features: int = 64, out_channels: int = 1, kernel_size: int = 3, hidden: int = 256
+        self,
+        in_features: int = 64,
+        out_channels: int = 1,
+        kernel_size: int = 3,
+        hidden: int = 256,
+        conditions: int = 0,
     ):
         super().__init__()
         if kernel_size % 2 != 1:
@@ -78,7 +97,9 @@ class MetaUpscale(nn.Module):
         self.in_features = in_features
         self.out_channels = out_channels
         self.kernel_size = kernel_size
-        self.weight_prediction = WeightPrediction(in_features, out_channels, kernel_size, hidden)
+        self.weight_prediction = WeightPrediction(
+            in_features, out_channels, kernel_size, hidden, conditions
+        )
 
     # ------------------------------------------------------------------ shared pieces
     def _phase_kernels(
@@ -87,6 +108,7 @@ class MetaUpscale(nn.Module):
         ref: torch.Tensor,
         rows: slice = slice(None),
         cols: slice = slice(None),
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predicted kernels for every (row phase, column phase): ``[p_h, p_w, O, C, k, k]``
         (only the phases ``rows`` x ``cols`` when given: long periods need not all of them)."""
@@ -102,8 +124,17 @@ class MetaUpscale(nn.Module):
             dim=-1,
         ).reshape(ph * pw, 3)
         k = self.kernel_size
-        weights = self.weight_prediction(pos)
+        weights = self.weight_prediction(self._with_condition(pos, condition))
         return weights.view(ph, pw, self.out_channels, self.in_features, k, k)
+
+    def _with_condition(self, pos: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """Positions ``[N, 3]`` followed by the call's condition vector (if the net has one)."""
+        n_cond = self.weight_prediction.conditions
+        if not n_cond:
+            return pos
+        if cond is None or cond.numel() != n_cond:
+            raise ValueError(f"this upscaler needs a condition vector of {n_cond} values")
+        return torch.cat([pos, cond.to(pos).view(1, -1).expand(pos.shape[0], -1)], dim=1)
 
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_features:
@@ -112,20 +143,29 @@ class MetaUpscale(nn.Module):
             )
 
     # ------------------------------------------------------------------ fast path
-    def forward(self, x: torch.Tensor, scale, out_shape: tuple[int, int] | None = None):
+    def forward(
+        self,
+        x: torch.Tensor,
+        scale,
+        out_shape: tuple[int, int] | None = None,
+        condition: torch.Tensor | None = None,
+    ):
         """Upscale features ``x`` by ``scale`` (a number, ``(s_h, s_w)`` or :class:`Scale2d`).
 
         ``out_shape`` overrides the output size rule for a target size (then the scale
         must be the exact ratio, see :func:`metasrgan.scale.scale_from_sizes`).
+        ``condition``: the extra weight-prediction inputs (``conditions`` values).
         """
         self._check(x)
         scale = Scale2d.of(scale)
         out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
         if scale.w.q * scale.h.value * scale.w.value <= ROW_PHASE_MAX_WORK:
-            return self._forward_row_phases(x, scale, out_shape)
-        return self._forward_offset_batched(x, scale, out_shape)
+            return self._forward_row_phases(x, scale, out_shape, condition)
+        return self._forward_offset_batched(x, scale, out_shape, condition)
 
-    def _forward_row_phases(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
+    def _forward_row_phases(
+        self, x: torch.Tensor, scale: Scale2d, out_shape, condition=None
+    ) -> torch.Tensor:
         """One row-strided convolution per input row offset ``r0`` (all row phases reading
         rows ``r0 + K*q_h``, each with all ``p_w`` column kernels), then a column gather:
         ``q_w`` times the ideal work in ``q_h`` large convolutions (one at x2, x3, x4)."""
@@ -139,7 +179,8 @@ class MetaUpscale(nn.Module):
         xp = F.pad(x, (pad, pad, pad, extra_h))
         row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
         a_lim = row_groups[-1][1]
-        kernels = self._phase_kernels(scale, x, slice(0, a_lim))  # [a_lim, p_w, O, C, k, k]
+        kernels = self._phase_kernels(scale, x, slice(0, a_lim), condition=condition)
+        # kernels: [a_lim, p_w, O, C, k, k]
         col_phase, col_src = _axis_plan(sw, w_out, x.device)
         out = x.new_empty(batch, n_out, n_kh, a_lim, w_out)
         for r0, (lo, hi) in enumerate(row_groups):
@@ -152,7 +193,9 @@ class MetaUpscale(nn.Module):
             out[:, :, :, lo:hi] = y.permute(1, 3, 4, 2, 0)
         return out.view(batch, n_out, n_kh * a_lim, w_out)[:, :, :h_out]
 
-    def _forward_offset_batched(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
+    def _forward_offset_batched(
+        self, x: torch.Tensor, scale: Scale2d, out_shape, condition=None
+    ) -> torch.Tensor:
         """All ``q_h * q_w`` offset groups (see :meth:`_forward_offset_groups`) in one batched
         matmul per chunk of rows: a handful of large operations whatever the period, which
         matters where each operation has a fixed cost (a busy CPU's thread wake-ups, GPU
@@ -169,14 +212,14 @@ class MetaUpscale(nn.Module):
         a_max = max(hi - lo for lo, hi in row_groups)
         b_max = max(hi - lo for lo, hi in col_groups)
         if n_rh * n_cw * a_max * b_max > BATCHED_MAX_SLOTS:
-            return self._forward_offset_groups(x, scale, out_shape)
+            return self._forward_offset_groups(x, scale, out_shape, condition)
         a_lim, b_lim = row_groups[-1][1], col_groups[-1][1]
         xl, n_kh, n_kw = _padded_channels_last(x, scale, out_shape, k)
         hp, wp = xl.shape[1:3]
         slot_h, place_h = _slots(row_groups, a_max, x.device)
         slot_w, place_w = _slots(col_groups, b_max, x.device)
         # kernels [a, b, O, C, k, k] -> [n_rh * n_cw, k*k*C, a_max * b_max * O]
-        kern = self._phase_kernels(scale, x, slice(0, a_lim), slice(0, b_lim))
+        kern = self._phase_kernels(scale, x, slice(0, a_lim), slice(0, b_lim), condition=condition)
         kern = kern.permute(0, 1, 2, 4, 5, 3)[slot_h.view(-1, 1), slot_w.view(1, -1)]
         kern = kern.reshape(n_rh, a_max, n_cw, b_max, n_out, n_in).permute(0, 2, 5, 1, 3, 4)
         kern = kern.reshape(n_rh * n_cw, n_in, a_max * b_max * n_out)
@@ -200,7 +243,9 @@ class MetaUpscale(nn.Module):
         # a_lim < p_h (b_lim < p_w) only when one period block covers the whole output
         return out.view(batch, n_out, n_kh * a_lim, n_kw * b_lim)[:, :, :h_out, :w_out]
 
-    def _forward_offset_groups(self, x: torch.Tensor, scale: Scale2d, out_shape) -> torch.Tensor:
+    def _forward_offset_groups(
+        self, x: torch.Tensor, scale: Scale2d, out_shape, condition=None
+    ) -> torch.Tensor:
         """The ideal work (one 3x3 dot product per output pixel and channel) in few calls.
 
         Output pixel ``(a + K*p_h, b + M*p_w)`` reads input pixel
@@ -241,7 +286,9 @@ class MetaUpscale(nn.Module):
         # one weight prediction for all phases, unless the period is long (then per row group)
         all_kernels = None
         if a_lim * b_lim <= KERNELS_AT_ONCE:
-            all_kernels = self._phase_kernels(scale, x, slice(0, a_lim), slice(0, b_lim))
+            all_kernels = self._phase_kernels(
+                scale, x, slice(0, a_lim), slice(0, b_lim), condition=condition
+            )
         out = x.new_empty(batch, n_out, n_kh, a_lim, n_kw, b_lim)
         row_bytes = batch * n_kw * n_cw * n_in * x.element_size()
         rows_per_chunk = max(1, PATCH_CHUNK_BYTES // row_bytes)
@@ -249,7 +296,9 @@ class MetaUpscale(nn.Module):
             n_a = a_hi - a_lo
             # kernels [n_a, b_lim, O, C, k, k] -> per column offset [n_cw, k*k*C, n_a*b_max*O]
             if all_kernels is None:
-                kern = self._phase_kernels(scale, x, slice(a_lo, a_hi), slice(0, b_lim))
+                kern = self._phase_kernels(
+                    scale, x, slice(a_lo, a_hi), slice(0, b_lim), condition=condition
+                )
             else:
                 kern = all_kernels[a_lo:a_hi]
             kern = kern.permute(0, 1, 2, 4, 5, 3)[:, slot_phase]  # [n_a, n_cw, b_max, O, k,k,C]
@@ -270,7 +319,13 @@ class MetaUpscale(nn.Module):
         return out.view(batch, n_out, n_kh * a_lim, n_kw * b_lim)[:, :, :h_out, :w_out]
 
     # ------------------------------------------------------------------ reference
-    def forward_reference(self, x: torch.Tensor, scale, out_shape: tuple[int, int] | None = None):
+    def forward_reference(
+        self,
+        x: torch.Tensor,
+        scale,
+        out_shape: tuple[int, int] | None = None,
+        condition: torch.Tensor | None = None,
+    ):
         """Per-output-pixel implementation (Meta-SR's original formulation)."""
         self._check(x)
         scale = Scale2d.of(scale)
@@ -292,7 +347,8 @@ class MetaUpscale(nn.Module):
             dim=-1,
         ).to(x.device)
         # one weight vector per output pixel: [H_out, W_out, O, C*k*k]
-        weights = self.weight_prediction(pos.view(-1, 3)).view(h_out, w_out, self.out_channels, -1)
+        weights = self.weight_prediction(self._with_condition(pos.view(-1, 3), condition))
+        weights = weights.view(h_out, w_out, self.out_channels, -1)
         patches = F.unfold(x, k, padding=k // 2).view(x.shape[0], -1, height, width)
         patches = patches[:, :, src_r.to(x.device)][:, :, :, src_c.to(x.device)]
         # out[b, o, i, j] = sum_n weights[i, j, o, n] * patches[b, n, i, j]

@@ -59,7 +59,8 @@ class StageConfig:
     loss: LossConfig | None = None
     """Overrides the shared loss for this stage (e.g. an L1-only warm-up)."""
     augment: AugmentConfig | None = None
-    degradation: str | None = None
+    degradation: Any = None
+    """Overrides the shared degradation for this stage."""
 
 
 @dataclass
@@ -78,11 +79,18 @@ class TrainConfig:
     patches_per_image: int = 16
     scales: str | float | list[float] = "1.1:4.0:0.1"
     """``"START:STOP:STEP"`` (inclusive), one number, or a list; one is drawn per batch."""
-    degradation: str = "bicubic"
+    degradation: Any = "bicubic"
+    """How LR patches are made: a preset name (``bicubic``: the paper's), a chain
+    ``{acquisition, steps}`` or ``{mixture: [{weight, scales, preset | acquisition + steps}]}``
+    (see :func:`metasrgan.degradations.make_plan`)."""
     warmup_l1_steps: int = 0
     """Updates at the start of the first stage with the L1 term only (0 in the paper)."""
     val_data: list[dict[str, Any]] = field(default_factory=list)
     val_scales: list[float] = field(default_factory=lambda: [1.5, 2.0, 3.0, 4.0])
+    val_degradations: list[Any] = field(default_factory=list)
+    """Validation LR: presets or chains, each optionally ``{preset: ..., scales: [...]}``;
+    empty: the chains of the first stage's training degradation.  ``best`` is the
+    checkpoint with the highest mean PSNR gain over the best classical baseline."""
     val_images: int = 16
     seed: int = 0
     checkpoint_every: int = 5_000
@@ -223,9 +231,9 @@ def _check_sources(sources: list[dict[str, Any]], key: str) -> None:
 
 
 def _validate(cfg: TrainConfig) -> None:
-    from metasrgan.data.degrade import DEGRADATIONS
-    from metasrgan.data.patches import exact_patch_sizes, parse_scales
-    from metasrgan.scale import as_fraction
+    from metasrgan.data.patches import exact_patch_sizes
+    from metasrgan.degradations import make_plan
+    from metasrgan.scale import as_fraction, parse_scales
 
     def positive(value, key):
         if value <= 0:
@@ -290,25 +298,65 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(
                 f"{where}.adversarial: is {loss.adversarial} but discriminator is null"
             )
-        deg = stage.degradation or cfg.degradation
-        if deg not in DEGRADATIONS:
-            raise ConfigError(f"{key}.degradation: {deg!r} is not one of {DEGRADATIONS}")
-    if cfg.degradation not in DEGRADATIONS:
-        raise ConfigError(f"degradation: {cfg.degradation!r} is not one of {DEGRADATIONS}")
     try:
-        scales = parse_scales(cfg.scales)
+        scales = parse_scales(cfg.scales, as_float=True)
         if not scales:
             raise ValueError("no scales given")
         for s in scales:
             exact_patch_sizes(s, cfg.patch_size)
     except ValueError as err:
         raise ConfigError(f"scales: {err}") from None
+    for where, deg in [("degradation", cfg.degradation)] + [
+        (f"stages[{i}].degradation", st.degradation)
+        for i, st in enumerate(cfg.stages)
+        if st.degradation is not None
+    ]:
+        try:
+            for option in make_plan(deg, scales).options:
+                for s in option.scales:
+                    exact_patch_sizes(s, cfg.patch_size)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    try:
+        val_chains(cfg)
+    except ValueError as err:
+        raise ConfigError(f"val_degradations: {err}") from None
     _check_sources(cfg.val_data, "val_data")
     for i, s in enumerate(cfg.val_scales):
         try:
             as_fraction(s)
         except ValueError as err:
             raise ConfigError(f"val_scales[{i}]: {err}") from None
+
+
+def val_chains(cfg: TrainConfig) -> list[tuple[str, Any, list[float]]]:
+    """``(name, chain, scales)`` for validation (see ``TrainConfig.val_degradations``)."""
+    from metasrgan.degradations import make_chain, make_plan
+    from metasrgan.scale import parse_scales
+
+    if not cfg.val_degradations:
+        first = cfg.stages[0].degradation if cfg.stages else None
+        plan = make_plan(first or cfg.degradation, parse_scales(cfg.scales, as_float=True))
+        return [
+            (o.chain.acquisition if len(plan.options) > 1 else "", o.chain, list(cfg.val_scales))
+            for o in plan.options
+        ]
+    out = []
+    for item in cfg.val_degradations:
+        scales = list(cfg.val_scales)
+        if isinstance(item, dict) and "preset" in item:
+            item = dict(item)
+            if "scales" in item:
+                scales = list(parse_scales(item.pop("scales"), as_float=True))
+            name = item.pop("preset")
+            if item:
+                raise ValueError(f"unknown keys beside preset: {sorted(item)}")
+            chain = make_chain(name)
+        else:
+            chain = make_chain(item)
+            name = item if isinstance(item, str) else chain.acquisition
+        out.append((name, chain, scales))
+    return out
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

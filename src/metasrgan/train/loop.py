@@ -21,16 +21,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from metasrgan.checkpoint import save_model
-from metasrgan.data.patches import Augment, PatchSampler, parse_scales
+from metasrgan.data.patches import Augment, PatchSampler
 from metasrgan.registry import make
-from metasrgan.train.config import TrainConfig, config_to_dict
+from metasrgan.scale import parse_scales
+from metasrgan.train.config import TrainConfig, config_to_dict, val_chains
 from metasrgan.train.state import (
     read_state,
     restore_models,
     restore_optimizers,
     save_state,
 )
-from metasrgan.train.step import gan_step
+from metasrgan.train.step import acquisition_kwargs, gan_step
 
 
 @dataclass
@@ -93,6 +94,15 @@ def load_stage_images(sources: list[dict], split: str) -> list[np.ndarray]:
     return images
 
 
+def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """SSIM of two ``[1, 1, H, W]`` images in [0, 1] (NaN where too small for the window)."""
+    from metasrgan.metrics import SSIM_RADIUS, ssim
+
+    if min(a.shape[-2:]) <= 2 * SSIM_RADIUS:
+        return math.nan
+    return ssim(a[0, 0].double().cpu().numpy(), b[0, 0].double().cpu().numpy(), 1.0)
+
+
 def psnr_unit(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = F.mse_loss(a.clamp(0, 1).double(), b.double()).item()
     return 99.0 if mse == 0 else 10 * math.log10(1.0 / mse)
@@ -137,9 +147,7 @@ class Trainer:
         )
         _check_fixed_scale(self.generator, cfg)
         if init_from and not resume:
-            from metasrgan.checkpoint import load_weights
-
-            load_weights(self.generator, init_from)
+            load_init_weights(self.generator, init_from)
         self.vgg = self._build_vgg()
         self.gpu_fast = self.device.type == "cuda" and cfg.amp
         if self.gpu_fast:
@@ -161,6 +169,8 @@ class Trainer:
         best = (self.resume_meta or {}).get("best_gain")
         self.best_gain = -math.inf if best is None else float(best)
         self.val_images = None
+        self.val_chains: list | None = None
+        self.val_baselines: dict = {}
 
     # ------------------------------------------------------------------ set-up helpers
     def _build_vgg(self) -> nn.Module | None:
@@ -233,7 +243,7 @@ class Trainer:
             images,
             batch_size=cfg.batch_size,
             patch_size=cfg.patch_size,
-            scales=parse_scales(cfg.scales),
+            scales=parse_scales(cfg.scales, as_float=True),
             patches_per_image=cfg.patches_per_image,
             degradation=stage.degradation or cfg.degradation,
             augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain),
@@ -278,6 +288,7 @@ class Trainer:
                 "hr": self._to_device(batch["hr"]),
                 "lr": self._to_device(batch["lr"]),
                 "scale": batch["scale"],
+                "acquisition": batch.get("acquisition"),
             }
             use = warmup if (index == 0 and self.step < cfg.warmup_l1_steps) else loss_cfg
             logs = gan_step(
@@ -291,7 +302,7 @@ class Trainer:
             train_time += time.perf_counter() - started
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(l1=f"{logs['l_g_pix']:.4f}", s=f"{batch['scale']:.1f}")
+                bar.set_postfix(l1=f"{logs['l_g_pix']:.4f}", s=_scale_text(batch["scale"]))
             if self.step % cfg.log_every == 0:
                 logs["steps_per_s"] = cfg.log_every / max(train_time, 1e-9)
                 logs["lr_g"] = opt_g.param_groups[0]["lr"]
@@ -343,54 +354,80 @@ class Trainer:
             ]
         return self.val_images
 
-    def _val_pair(self, im: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """HR cropped so that ``LR * scale`` is exactly HR, and its bicubic-degraded LR (the
-        protocol of :mod:`metasrgan.evaluation`)."""
-        from metasrgan.data.degrade import bicubic_downscale
-        from metasrgan.evaluation import exact_hr_window, exact_lr_shape
+    def _val_setup(self) -> list[tuple[str, object, list[float]]]:
+        if self.val_chains is None:
+            self.val_chains = val_chains(self.cfg)
+        return self.val_chains
+
+    def _val_batch(self, k: int, im: torch.Tensor, chain, scale: float):
+        """The evaluation protocol's exact-size HR and degraded LR for validation image ``k``."""
+        from fractions import Fraction
+
+        from metasrgan.evaluation import prepare
         from metasrgan.scale import as_fraction
 
-        frac = as_fraction(scale)
-        top, left, h, w = exact_hr_window(tuple(im.shape), frac)
-        hr = im[top : top + h, left : left + w][None, None].to(self.device)
-        return hr, bicubic_downscale(hr, exact_lr_shape((h, w), frac)).clamp(0, 1)
+        frac: Fraction = as_fraction(scale)
+        batch = prepare(im[None, None], frac, chain, seed=k)
+        batch.hr, batch.lr = batch.hr.to(self.device), batch.lr.to(self.device)
+        return batch
+
+    def _run_val(self, batch) -> torch.Tensor:
+        extra = acquisition_kwargs(self.generator, {"acquisition": batch.acquisition})
+        size = tuple(batch.hr.shape[-2:])
+        return self.generator(batch.lr, batch.scale, size, **extra).float().clamp(0, 1)
+
+    def _baseline(self, name: str, chain, scale: float) -> tuple[float, float, str]:
+        """Mean PSNR and SSIM of the best classical interpolation (cached: LR is fixed)."""
+        key = (name, scale)
+        if key not in self.val_baselines:
+            from metasrgan.interpolation import CLASSICAL, interpolate
+
+            best = (-math.inf, -math.inf, "")
+            for method in CLASSICAL:
+                p, q = [], []
+                for k, im in enumerate(self._load_val()):
+                    b = self._val_batch(k, im, chain, scale)
+                    out = interpolate(b.lr, tuple(b.hr.shape[-2:]), method).clamp(0, 1)
+                    p.append(psnr_unit(out, b.hr))
+                    q.append(_ssim(out, b.hr))
+                if np.mean(p) > best[0]:
+                    best = (float(np.mean(p)), float(np.nanmean(q)), method)
+            self.val_baselines[key] = best
+        return self.val_baselines[key]
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """PSNR/SSIM of the generator and of bicubic at each validation scale (rank 0).
+        """PSNR/SSIM of the generator and of the best classical interpolation for each
+        validation degradation and scale (rank 0).
 
-        ``best.safetensors`` is the model with the highest mean PSNR gain over bicubic.
+        ``best.safetensors`` is the model with the highest mean PSNR gain over the best
+        classical baseline, averaged over every validation degradation and scale.
         """
         if not self.dist.main:
             return {}
-        from metasrgan.metrics import SSIM_RADIUS, ssim
-        from metasrgan.models import bicubic_resize
-
         images = self._load_val()
         if not images:
             return {}
         self.generator.eval()
         results: dict[str, float] = {}
         gains = []
-        for s in self.cfg.val_scales:
-            ours, base, ours_ssim, base_ssim = [], [], [], []
-            for im in images:
-                hr, lr = self._val_pair(im, s)
-                size = tuple(hr.shape[-2:])
-                sr = self.generator(lr, s, size).float().clamp(0, 1)
-                bic = bicubic_resize(lr, size).clamp(0, 1)
-                ours.append(psnr_unit(sr, hr))
-                base.append(psnr_unit(bic, hr))
-                if min(size) > 2 * SSIM_RADIUS:
-                    target = hr[0, 0].double().cpu().numpy()
-                    ours_ssim.append(ssim(sr[0, 0].double().cpu().numpy(), target, 1.0))
-                    base_ssim.append(ssim(bic[0, 0].double().cpu().numpy(), target, 1.0))
-            results[f"val/psnr_x{s:g}"] = float(np.mean(ours))
-            results[f"val/psnr_bicubic_x{s:g}"] = float(np.mean(base))
-            if ours_ssim:
-                results[f"val/ssim_x{s:g}"] = float(np.mean(ours_ssim))
-                results[f"val/ssim_bicubic_x{s:g}"] = float(np.mean(base_ssim))
-            gains.append(float(np.mean(ours)) - float(np.mean(base)))
+        for name, chain, scales in self._val_setup():
+            key = f"val/{name}/" if name else "val/"
+            for s in scales:
+                ours, ours_ssim = [], []
+                for k, im in enumerate(images):
+                    batch = self._val_batch(k, im, chain, s)
+                    sr = self._run_val(batch)
+                    ours.append(psnr_unit(sr, batch.hr))
+                    ours_ssim.append(_ssim(sr, batch.hr))
+                base_psnr, base_ssim, _ = self._baseline(name, chain, s)
+                results[f"{key}psnr_x{s:g}"] = float(np.mean(ours))
+                results[f"{key}psnr_classical_x{s:g}"] = base_psnr
+                results[f"{key}ssim_x{s:g}"] = float(np.nanmean(ours_ssim))
+                results[f"{key}ssim_classical_x{s:g}"] = base_ssim
+                gains.append(float(np.mean(ours)) - base_psnr)
+            mine = gains[-len(scales) :]
+            results[f"{key}psnr_gain_mean"] = float(np.mean(mine))
         results["val/psnr_gain_mean"] = float(np.mean(gains))
         self._log(results, self.step)
         self.write_samples()
@@ -407,21 +444,24 @@ class Trainer:
     @torch.no_grad()
     def write_samples(self) -> None:
         """A bicubic | generator | HR panel of the first validation image to TensorBoard."""
-        if self.writer is None or not self.cfg.val_scales:
+        if self.writer is None:
             return
-        from metasrgan.models import bicubic_resize
+        from metasrgan.interpolation import bicubic
 
         images = self._load_val()
-        if not images:
+        setup = self._val_setup()
+        if not images or not setup:
             return
         was_training = self.generator.training
         self.generator.eval()
-        s = self.cfg.val_scales[len(self.cfg.val_scales) // 2]
-        hr, lr = self._val_pair(images[0], s)
-        size = tuple(hr.shape[-2:])
-        sr = self.generator(lr, s, size).float().clamp(0, 1)
-        panel = torch.cat([bicubic_resize(lr, size).clamp(0, 1), sr, hr], dim=-1)
-        self.writer.add_image(f"val/bicubic_sr_hr_x{s:g}", panel[0].cpu(), self.step)
+        name, chain, scales = setup[0]
+        s = scales[len(scales) // 2]
+        batch = self._val_batch(0, images[0], chain, s)
+        sr = self._run_val(batch)
+        base = bicubic(batch.lr, tuple(batch.hr.shape[-2:])).clamp(0, 1)
+        panel = torch.cat([base, sr, batch.hr], dim=-1)
+        tag = f"val/{name or 'val'}/bicubic_sr_hr_x{s:g}"
+        self.writer.add_image(tag, panel[0].cpu(), self.step)
         self.generator.train(was_training)
 
     # ------------------------------------------------------------------ checkpoints
@@ -440,6 +480,38 @@ class Trainer:
         )  # fmt: skip
         if self.writer is not None:
             self.writer.flush()
+
+
+def _scale_text(scale) -> str:
+    return "x".join(f"{v:g}" for v in scale) if isinstance(scale, tuple) else f"{scale:.1f}"
+
+
+def load_init_weights(generator: nn.Module, path: str) -> None:
+    """``--init-from``: a model file's weights.  A generator conditioned on more inputs than
+    the file's (e.g. an acquisition-conditioned model from an unconditioned one) gets zero
+    weights for the new inputs of its weight predictor, so it starts as exactly that model."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from metasrgan.checkpoint import load_weights
+
+    key = "upscale.weight_prediction.body.0.weight"
+    own = generator.state_dict().get(key)
+    old = None
+    if own is not None:
+        try:
+            with safe_open(str(path), "pt") as f:
+                old = f.get_tensor(key) if key in f.keys() else None  # noqa: SIM118
+        except Exception:  # not a safetensors file: load_weights says what is wrong
+            old = None
+    if old is None or old.shape == own.shape or old.shape[0] != own.shape[0]:
+        load_weights(generator, path)
+        return
+    state = load_file(str(path))
+    widened = own.new_zeros(own.shape)
+    widened[:, : old.shape[1]] = old
+    state[key] = widened
+    generator.load_state_dict(state, strict=True)
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -465,7 +537,11 @@ def _check_fixed_scale(generator: nn.Module, cfg: TrainConfig) -> None:
     if fixed is None:
         return
     wrong = sorted(
-        {s for s in (*parse_scales(cfg.scales), *cfg.val_scales) if abs(s - fixed) > 1e-9}
+        {
+            s
+            for s in (*parse_scales(cfg.scales, as_float=True), *cfg.val_scales)
+            if abs(s - fixed) > 1e-9
+        }
     )
     if wrong:
         raise ValueError(

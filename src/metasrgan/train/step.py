@@ -33,6 +33,13 @@ def _bce(prob: torch.Tensor, real: bool) -> torch.Tensor:
         return F.binary_cross_entropy(prob, target)
 
 
+def acquisition_kwargs(generator: nn.Module, batch: dict) -> dict:
+    """``{"acquisition": ...}`` for generators conditioned on it, else nothing."""
+    if getattr(_unwrap(generator), "acquisitions", ()) and batch.get("acquisition"):
+        return {"acquisition": batch["acquisition"]}
+    return {}
+
+
 def gan_step(
     batch: dict,
     generator: nn.Module,
@@ -51,7 +58,7 @@ def gan_step(
 
     # ---- generator
     with autocast:
-        sr = generator(lr, scale, tuple(hr.shape[-2:]))
+        sr = generator(lr, scale, tuple(hr.shape[-2:]), **acquisition_kwargs(generator, batch))
         l_pix = F.l1_loss(sr.float(), hr)
         total = loss.l1 * l_pix
         logs["l_g_pix"] = l_pix.item()

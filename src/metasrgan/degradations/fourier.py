@@ -1,0 +1,114 @@
+"""Fourier resampling: what a scanner's acquisition matrix and its zero-filled interpolation do.
+
+An MR image is the inverse FFT of the k-space samples the scanner acquired.  A smaller
+acquisition matrix keeps only the central frequencies (k-space truncation); consoles then
+show the image interpolated by zero-filling k-space ("ZIP", sinc interpolation).  Both are
+one operation here, :func:`fourier_resize`, which keeps the project's pixel-centre rule: new
+sample ``j`` of ``m`` sits at old continuous index ``(j + 0.5) * n / m - 0.5`` (a phase ramp
+moves the FFT's corner-aligned grid there), so truncating to ``m`` and zero-filling back to
+``n`` returns exactly the low-pass part of the original.
+
+``boundary="periodic"`` is the scanner's model (the field of view wraps); ``"mirror"``
+extends the image by reflection first (a DCT-like interpolation without wrap-around edges),
+used for patches and for the network's skip connection.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+WINDOWS = ("none", "hamming", "tukey", "fermi")
+"""k-space apodisation filters consoles offer against Gibbs ringing."""
+
+
+def _window(kind: str, u: torch.Tensor) -> torch.Tensor:
+    """Filter value at normalised frequency ``u`` in [-1, 1] (1 = edge of the kept band)."""
+    a = u.abs()
+    if kind == "none":
+        return torch.ones_like(a)
+    if kind == "hamming":
+        return 0.54 + 0.46 * torch.cos(math.pi * a)
+    if kind == "tukey":  # flat centre, cosine taper over the outer half (alpha = 0.5)
+        alpha = 0.5
+        taper = 0.5 * (1 + torch.cos(math.pi * (a - (1 - alpha)) / alpha))
+        return torch.where(a <= 1 - alpha, torch.ones_like(a), taper)
+    if kind == "fermi":  # Fermi-Dirac roll-off at 90% of the band, width 4%
+        return torch.sigmoid(-(a - 0.9) / 0.04)
+    raise ValueError(f"unknown k-space window {kind!r}; choose from {', '.join(WINDOWS)}")
+
+
+def _freqs(n: int, device) -> torch.Tensor:
+    return torch.fft.fftfreq(n, 1.0 / n, device=device, dtype=torch.float64).round()
+
+
+def _resize_axis(
+    x: torch.Tensor,
+    m: int,
+    dim: int,
+    boundary: str,
+    window: str = "none",
+    partial_fourier: float = 1.0,
+) -> torch.Tensor:
+    """Fourier-resample ``x`` (complex128) to ``m`` samples along ``dim``."""
+    n = x.shape[dim]
+    if n == m and window == "none" and partial_fourier == 1.0:
+        return x
+    if boundary == "mirror":
+        x = torch.cat([x, x.flip(dim)], dim)
+    elif boundary != "periodic":
+        raise ValueError(f"boundary must be 'periodic' or 'mirror', got {boundary!r}")
+    big_n, big_m = x.shape[dim], (2 * m if boundary == "mirror" else m)
+    x = x.movedim(dim, -1)
+    spectrum = torch.fft.fft(x, dim=-1)
+    f_src = _freqs(big_n, x.device)
+    delta = 0.5 * (n / m - 1.0)  # source-pixel shift from the corner grid to the centre rule
+    phase = torch.exp(2j * math.pi * f_src * delta / big_n)
+    shifted = spectrum * phase
+    f_dst = _freqs(big_m, x.device)
+    half = min(big_n, big_m) / 2
+    out = spectrum.new_zeros(*spectrum.shape[:-1], big_m)
+    keep = f_dst.abs() < half
+    src_index = (f_dst[keep].long()) % big_n
+    out[..., keep] = shifted[..., src_index]
+    if min(big_n, big_m) % 2 == 0 and big_n != big_m:
+        edge = int(half)
+        if big_n < big_m:  # source Nyquist: split into the +/- pair, each with its own phase
+            nyq = spectrum[..., big_n // 2] / 2
+            out[..., edge] = nyq * complex(math.cos(math.pi * delta), math.sin(math.pi * delta))
+            out[..., big_m - edge] = nyq * complex(
+                math.cos(math.pi * delta), -math.sin(math.pi * delta)
+            )
+        else:  # target Nyquist: both source frequencies +/- edge alias onto it
+            out[..., big_m // 2] = shifted[..., edge] + shifted[..., big_n - edge]
+    if window != "none":
+        out = out * _window(window, f_dst / (big_m / 2)).to(out.dtype)
+    if partial_fourier < 1.0:  # lines below the cut were never acquired
+        cut = big_m / 2 - partial_fourier * big_m
+        out = out * (f_dst >= cut).to(out.dtype)
+    y = torch.fft.ifft(out, dim=-1) * (big_m / big_n)
+    return y[..., :m].movedim(-1, dim)
+
+
+def fourier_resize(
+    x: torch.Tensor,
+    shape: tuple[int, int],
+    boundary: str = "periodic",
+    window: str = "none",
+    partial_fourier: float = 1.0,
+) -> torch.Tensor:
+    """Resample ``[..., H, W]`` to ``shape`` by cropping or zero-filling its spectrum.
+
+    ``window`` apodises the kept band on both axes; ``partial_fourier`` (0.5-1] keeps that
+    fraction of the vertical (phase-encoding) lines, asymmetrically, like a scanner's partial
+    Fourier acquisition; the result is then the magnitude of the complex image.
+    """
+    if not 0.5 < partial_fourier <= 1.0:
+        raise ValueError(f"partial_fourier must be in (0.5, 1], got {partial_fourier}")
+    dtype = x.dtype
+    y = x.to(torch.complex128)
+    y = _resize_axis(y, shape[0], -2, boundary, window, partial_fourier)
+    y = _resize_axis(y, shape[1], -1, boundary, window)
+    out = y.abs() if partial_fourier < 1.0 else y.real
+    return out.to(dtype)

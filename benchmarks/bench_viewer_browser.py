@@ -13,7 +13,8 @@ to 256x256 as BraTS slices are) is uploaded through the page, then:
 2. a drag: 60 ``input`` events 16 ms apart across x1.5-x3.9, how many results were shown
    and how long after the last event the final one appeared;
 3. slice changes at x2: ArrowUp once the look-ahead is idle (warm: the features of the next
-   slice were computed ahead) and PageUp +5 (cold: beyond the look-ahead's reach).
+   slice were computed ahead) and, on a second volume never seen, PageUp +5 (cold: beyond
+   the look-ahead's reach).
 
 Prints distributions (p50/p95/max per scale band and overall).  Needs Debian's chromium and
 chromedriver (``scripts/install_browser.sh``).
@@ -37,7 +38,8 @@ from benchmarks.bench_viewer_load import start_server
 SIDE = 256
 
 
-def make_volume(folder: Path) -> Path:
+def make_volume(folder: Path, flip: bool = False) -> Path:
+    """The Colin27 slab zero-padded to 256x256 (mirrored left-right: another scan)."""
     import nibabel as nib
 
     from metasrgan.samples_path import sample_path
@@ -45,8 +47,8 @@ def make_volume(folder: Path) -> Path:
     slab = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)
     vol = np.zeros((SIDE, SIDE, slab.shape[2]), np.float32)
     x0, y0 = (SIDE - slab.shape[0]) // 2, (SIDE - slab.shape[1]) // 2
-    vol[x0 : x0 + slab.shape[0], y0 : y0 + slab.shape[1]] = slab
-    path = folder / f"colin27_{SIDE}.nii.gz"
+    vol[x0 : x0 + slab.shape[0], y0 : y0 + slab.shape[1]] = slab[::-1] if flip else slab
+    path = folder / f"colin27_{SIDE}{'_mirrored' if flip else ''}.nii.gz"
     nib.save(nib.Nifti1Image(vol, np.eye(4)), str(path))
     return path
 
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"cpus": os.cpu_count(), "threads": args.threads, "load": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         volume = make_volume(Path(tmp))
+        other = make_volume(Path(tmp), flip=True)
         proc, url = start_server(args)
         browser = start_browser()
         browser.set_script_timeout(300)
@@ -219,6 +222,17 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(1, args.slice_changes + 1):
                 wait_idle(http)
                 warm.append(step("key", "ArrowUp", k, 2.0))
+            # cold: another volume (never seen: no features anywhere), +5 slices at a time,
+            # beyond the look-ahead's 4
+            browser.find_element("id", "upload").send_keys(str(other))
+            wait.until(
+                lambda d: (
+                    other.name in d.find_element("id", "message").text
+                    and "voxels of" in d.find_element("id", "message").text
+                )
+            )
+            vol_id = browser.execute_script("return document.getElementById('volume').value")
+            vol_id = vol_id.split(":", 1)[1]
             step("slice", 0, 0, 2.0)
             for k in (5, 10):
                 wait_idle(http)

@@ -388,17 +388,20 @@ function remember(key, result) {
 function show(result, want) {
   state.shown = result;
   const { sr, bic, width, height } = result;
-  drawGray($("sr"), sr, width, height, state.gray);
-  drawGray($("bicubic"), bic, width, height, state.gray);
-  drawDifference($("diff"), sr, bic, width, height, state.diffTable);
+  drawGray($("sr"), sr, width, height, state.gray); // what the user watches, first
+  layout();
   const ms = performance.now() - want.t;
   const entry = { key: result.key, ms, cached: result.meta.from_cache, server: result.timings,
     where: result.where };
   window.viewerStats.zooms.push(entry);
   requestAnimationFrame(() => { entry.frameMs = performance.now() - want.t; });
-  captions(result, ms);
-  downloads(result.params);
-  layout();
+  setTimeout(() => { // the other panels in the next task: the next request is already out
+    if (state.shown !== result) return;
+    drawGray($("bicubic"), bic, width, height, state.gray);
+    drawDifference($("diff"), sr, bic, width, height, state.diffTable);
+    captions(result, ms);
+    downloads(result.params);
+  }, 0);
 }
 
 function captions(result, ms) {

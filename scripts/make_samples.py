@@ -1,8 +1,9 @@
 """Write the bundled real-MRI samples (src/metasrgan/samples/) from the offline sources.
 
 The validation slabs are held out of every training set: the data code excludes these axial
-ranges, plus a guard band, from the volumes it trains on (see metasrgan.data.offline).
-Run: python scripts/make_samples.py  (needs the nilearn wheel and Debian's mricron-data).
+ranges, plus a guard band, from the volumes it trains on (see metasrgan.data.offline).  The
+training slabs (``*_train``) are cut only from slices that split trains on (checked here).
+Run: python scripts/make_samples.py [NAME...]  (needs the nilearn wheel and Debian's mricron-data).
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from metasrgan.data.offline import HELD_OUT_SLABS, UNSEEN_SLABS, locate
+from metasrgan.data.offline import (
+    HELD_OUT_SLABS,
+    TRAINING_SLABS,
+    UNSEEN_SLABS,
+    check_trainable,
+    locate,
+)
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "metasrgan" / "samples"
 
@@ -66,12 +73,21 @@ def write_package_scans() -> None:
         print(f"{name}.nii.gz: {(OUT / (name + '.nii.gz')).stat().st_size} bytes")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    slabs = {**HELD_OUT_SLABS, **UNSEEN_SLABS, **TRAINING_SLABS}
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"only these slabs ({', '.join(slabs)})")
+    args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, slab in {**HELD_OUT_SLABS, **UNSEEN_SLABS}.items():
-        source = locate(slab.source)
-        write_slab(name, source, slab.z0, slab.z1, slab.dtype)
-    write_package_scans()
+    for slab in TRAINING_SLABS.values():
+        check_trainable(slab)
+    for name, slab in slabs.items():
+        if not args.names or name in args.names:
+            write_slab(name, locate(slab.source), slab.z0, slab.z1, slab.dtype)
+    if not args.names:
+        write_package_scans()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from fixtures.mri_layouts import (
@@ -146,11 +147,69 @@ def test_natural_images_from_the_scikit_image_wheel():
 
 
 def test_bundled_samples_axial_slices():
-    result = load_dataset({"kind": "samples", "names": ["mni152_val", "colin27_val"]}, "train")
+    result = load_dataset({"kind": "samples", "names": ["mni152_val", "colin27_val"]}, "val")
     assert len(result.images) + result.skipped_background == 24
     _check_unit_slices(result.images)
     shapes = {im.shape for im in result.images}
     assert shapes == {(149, 179), (181, 213)}
+
+
+def test_samples_train_only_on_the_training_slab_far_from_the_held_out_ones():
+    from metasrgan.samples_path import SAMPLES, TRAINING_SAMPLES, sample_path
+
+    train = load_dataset({"kind": "samples"}, "train")
+    assert {r.source for r in train.records} == set(TRAINING_SAMPLES) == {"mni152_train"}
+    assert len(train.images) + train.skipped_background == 8
+    _check_unit_slices(train.images, (153, 188))
+    val = load_dataset({"kind": "samples"}, "val")
+    assert not {r.source for r in val.records} & set(TRAINING_SAMPLES)
+    assert {r.source for r in load_dataset({"kind": "samples"}, "all").records} == set(SAMPLES)
+    for name in ("mni152_val", "colin27_val", "inia19_macaque"):
+        with pytest.raises(ValueError, match=f"{name} are held out of training"):
+            load_slices({"kind": "samples", "names": [name]}, "train")
+    # the slab is the source volume's slices 60:68, outside every held-out slab and guard
+    slab = offline.TRAINING_SLABS["mni152_train"]
+    offline.check_trainable(slab)
+    lo, hi = offline.excluded_z("mni152")
+    assert slab.z1 <= lo or slab.z0 >= hi
+    with pytest.raises(ValueError, match="overlap the held-out range"):
+        offline.check_trainable(offline.Slab("mni152", 100, 104))
+    source = np.asarray(nib.load(offline.locate("mni152")).dataobj)
+    sample = nib.load(sample_path("mni152_train"))
+    data = np.asarray(sample.dataobj)
+    corner = np.linalg.solve(nib.load(offline.locate("mni152")).affine, sample.affine[:, 3])
+    x0, y0, z0 = (int(round(v)) for v in corner[:3])
+    assert z0 == slab.z0 and data.shape[2] == slab.z1 - slab.z0
+    x1, y1 = x0 + data.shape[0], y0 + data.shape[1]
+    np.testing.assert_array_equal(data, source[x0:x1, y0:y1, slab.z0 : slab.z1])
+    assert sample_path("mni152_train").stat().st_size < 150_000
+
+
+def test_no_config_trains_on_a_validation_sample():
+    """Every stage's data sources of every shipped config: never a ``*_val`` sample or slab,
+    and each one loads nothing held out for the training split (checked without reading)."""
+    import yaml
+
+    from metasrgan.data.datasets import sample_names
+    from metasrgan.train.config import load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert len(configs) >= 5
+    checked = 0
+    for path in configs:
+        raw = yaml.safe_load(path.read_text())
+        load_config(path)  # a valid config: its stages are what training reads
+        for stage in raw["stages"]:
+            for source in stage["data"]:
+                names = source.get("names", [])
+                assert not [n for n in names if str(n).endswith("_val")], (path.name, source)
+                if source["kind"] == "samples":
+                    sample_names(source, "train")  # raises for a held-out sample
+                checked += 1
+        if path.name == "quick.yaml":
+            assert raw["stages"][0]["data"] == [{"kind": "samples", "names": ["mni152_train"]}]
+            assert raw["val_data"][0]["names"][0].endswith("_val")
+    assert checked >= len(configs)
 
 
 def test_mostly_background_slices_are_skipped_and_counted(tmp_path):

@@ -17,7 +17,7 @@ from metasrgan.scale import TRAINED_SCALES, parse_scales
 
 @pytest.fixture(scope="module")
 def images() -> list[np.ndarray]:
-    return load_slices({"kind": "samples", "names": ["mni152_val"], "crop": [64, 72]}, "train")
+    return load_slices({"kind": "samples", "names": ["mni152_train"], "crop": [64, 72]}, "train")
 
 
 @pytest.mark.parametrize("patch_size", [96, 48])

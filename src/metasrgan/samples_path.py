@@ -6,9 +6,16 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-SAMPLES = ("mni152_val", "colin27_val", "inia19_macaque", "epi_nibabel", "mr_small_pydicom")
-"""Validation slabs held out of training (``*_val``) and real scans of kinds never trained on:
-a macaque T1 (INIA19), a BOLD EPI volume (nibabel's test data), a clinical MR slice (pydicom's)."""
+SAMPLES = (
+    "mni152_val", "colin27_val", "inia19_macaque", "epi_nibabel", "mr_small_pydicom",
+    "mni152_train",
+)  # fmt: skip
+"""Validation slabs held out of training (``*_val``), real scans of kinds never trained on
+(a macaque T1 (INIA19), a BOLD EPI volume (nibabel's test data), a clinical MR slice
+(pydicom's)), and the one small training slab (``mni152_train``, for quick runs and tests)."""
+
+TRAINING_SAMPLES = ("mni152_train",)
+"""The samples a training split may read (every other sample is held out of training)."""
 
 
 def sample_path(name: str) -> Path:

@@ -5,17 +5,17 @@ the source:
 
 - ``brats``: BraTS, one folder per subject, any release's naming (2019
   ``{HGG,LGG}/BraTS19_*/..._t1ce.nii.gz``, 2020 ``BraTS20_Training_001/..._t1ce.nii``,
-  2021 ``BraTS2021_00000/..._t1ce.nii.gz``, 2023+ ``BraTS-GLI-*/...-t1c.nii.gz``); axial
-  slices; subject-level split.
-- ``volumes``: a folder of NIfTI volumes / DICOM series (your own scans); axial slices;
-  split per file.
+  2021 ``BraTS2021_00000/..._t1ce.nii.gz``, 2023+ ``BraTS-GLI-*/...-t1c.nii.gz``); slices
+  across :func:`~metasrgan.volume.through_plane_axis` (axial for BraTS); subject-level split.
+- ``volumes``: a folder of NIfTI volumes / DICOM series (your own scans); slices across
+  the through-plane axis, or along each of ``axes``; split per file.
 - ``images``: a DIV2K-style folder of PNG/JPEG/TIFF (RGB -> luminance); split per file.
   Folders named like ``*_LR_*`` (DIV2K's low-resolution copies) are skipped.
 - ``natural``: the PNG/JPEG images inside scikit-image's wheel (the DIV2K stand-in).
 - ``offline``: the offline real MRI of :mod:`metasrgan.data.offline`; ``train`` never sees
   a held-out slab or its guard, ``val`` is the slab's axial slices.
-- ``samples``: the bundled real MRI slabs (every split gets all their axial slices: they
-  are small validation slabs, used for quick runs and tests).
+- ``samples``: the bundled real MRI slabs, all their axial slices: ``train`` reads only the
+  training slab (``mni152_train``), ``val`` the held-out ones (see :func:`sample_names`).
 - ``prepared``: a folder written by ``metasrgan data prepare`` (slices + manifest).
 
 Common keys: ``crop: [H, W]`` (the maximal-information crop, after the background test),
@@ -222,14 +222,6 @@ def normalize_volume(array: np.ndarray, kind: str, source_dtype: str | None = No
     raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}")
 
 
-def axial_axis(image: MRImage) -> int:
-    """The voxel axis closest to the scanner's inferior-superior direction (2 without an
-    affine)."""
-    if image.affine is None or image.array.ndim < 3:
-        return 2
-    return int(np.argmax(np.abs(np.asarray(image.affine)[2, :3])))
-
-
 def _add_slice(out: SliceSet, spec: dict[str, Any], image: np.ndarray, record: SliceRecord) -> None:
     """Background test, then the optional crop."""
     min_fg = float(spec.get("min_foreground", 0.05))
@@ -253,13 +245,15 @@ def _add_volume(
     offset: int = 0,
 ) -> None:
     """Every slice of ``volume`` (already normalised) along each of ``axes``."""
+    from metasrgan.volume import stack_of_slices
+
     if volume.ndim == 2:
         _add_slice(out, spec, volume, SliceRecord(source))
         return
     for axis in axes:
         if not 0 <= axis < volume.ndim:
             raise ValueError(f"{source}: axis {axis} does not exist in shape {volume.shape}")
-        stack = np.ascontiguousarray(np.moveaxis(volume, axis, 0))  # one copy, not per slice
+        stack = np.ascontiguousarray(stack_of_slices(volume, axis))  # one copy, not per slice
         for index in range(stack.shape[0]):
             image = stack[index]
             first = offset if axis == 2 else 0
@@ -346,8 +340,12 @@ def _load_brats(spec: dict[str, Any], split: str, out: SliceSet, progress: bool)
 def _volume_slices(
     out: SliceSet, spec: dict[str, Any], path: Path, image: MRImage, axes: list[int] | None
 ) -> None:
+    from metasrgan.volume import through_plane_axis
+
     volume = _normalized(image, spec, "percentile")
-    _add_volume(out, spec, volume, str(path), axes or [axial_axis(image)])
+    if not axes:  # the project's one orientation rule: slices across the through-plane axis
+        axes = [through_plane_axis(volume.shape, image.affine) if volume.ndim == 3 else 2]
+    _add_volume(out, spec, volume, str(path), axes)
 
 
 def _load_volumes(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
@@ -476,10 +474,33 @@ def _slab_of(name: str):
     return None
 
 
-def _load_samples(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
-    from metasrgan.samples_path import SAMPLES, sample_path
+def sample_names(spec: dict[str, Any], split: str) -> list[str]:
+    """The bundled samples a ``samples`` source reads for ``split``: ``train`` only those of
+    :data:`~metasrgan.samples_path.TRAINING_SAMPLES` (naming another is an error: validation
+    data are never trained on), ``val`` the others, ``all`` every one."""
+    from metasrgan.samples_path import SAMPLES, TRAINING_SAMPLES
 
-    for name in spec.get("names", list(SAMPLES)):
+    if split == "all":
+        default = list(SAMPLES)
+    elif split == "train":
+        default = list(TRAINING_SAMPLES)
+    else:
+        default = [n for n in SAMPLES if n not in TRAINING_SAMPLES]
+    names = list(spec.get("names", default))
+    if split == "train":
+        held_out = [n for n in names if n not in TRAINING_SAMPLES]
+        if held_out:
+            raise ValueError(
+                f"samples {', '.join(held_out)} are held out of training; "
+                f"train on {', '.join(TRAINING_SAMPLES)}"
+            )
+    return names
+
+
+def _load_samples(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
+    from metasrgan.samples_path import sample_path
+
+    for name in sample_names(spec, split):
         image = read_image(sample_path(name))
         out.files += 1
         volume = _normalized(image, spec, "percentile")

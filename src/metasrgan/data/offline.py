@@ -54,6 +54,24 @@ UNSEEN_SLABS: dict[str, Slab] = {
 """Scans of a kind the model never trained on (another species)."""
 
 
+TRAINING_SLABS: dict[str, Slab] = {
+    "mni152_train": Slab("mni152", 60, 68),
+}
+"""Small bundled training data (quick runs and tests): axial slices that the offline split
+itself would train on, far from every held-out slab and its guard (see
+:func:`check_trainable`)."""
+
+
+def check_trainable(slab: Slab) -> None:
+    """Raise ValueError if ``slab`` overlaps a held-out slab of its source or its guard."""
+    excluded = excluded_z(slab.source)
+    if excluded is not None and slab.z0 < excluded[1] and excluded[0] < slab.z1:
+        raise ValueError(
+            f"{slab.source} slices {slab.z0}:{slab.z1} overlap the held-out range "
+            f"{excluded[0]}:{excluded[1]} (validation slab and guard)"
+        )
+
+
 def excluded_z(source: str) -> tuple[int, int] | None:
     """The axial range (guard included) that training must skip for ``source``."""
     base = "colin27" if source == "colin27-bet" else source

@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+from metasrgan.data.io import PLAIN_SUFFIXES, find_images, stem_of, suffix_of
 from metasrgan.metrics import luminance
 
 MIN_FOREGROUND = 0.01
 """Slices of a volume with fewer non-zero pixels than this fraction are skipped."""
-PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-IMAGE_SUFFIXES = (".nii", ".nii.gz", ".npy", ".dcm", *PICTURE_SUFFIXES)
 
 
 @dataclass
@@ -26,14 +25,16 @@ class EvalImage:
 
 
 def _read_array(path: Path) -> np.ndarray:
-    """The image or volume with its axial axis last (found from the affine, as training does)."""
-    from metasrgan.data.datasets import axial_axis
+    """The image, or the volume with its slices stacked along the last axis: slices are cut
+    perpendicular to :func:`~metasrgan.volume.through_plane_axis` (the project's one rule)."""
     from metasrgan.data.io import read_image
+    from metasrgan.volume import stack_of_slices, through_plane_axis, volume_of_slices
 
     image = read_image(path)
     data = np.asarray(image.array, dtype=np.float32)
     if data.ndim == 3 and image.affine is not None:
-        data = np.moveaxis(data, axial_axis(image), -1)
+        axis = through_plane_axis(data.shape, image.affine)
+        data = volume_of_slices(stack_of_slices(data, axis), 2)
     return data
 
 
@@ -62,13 +63,6 @@ def slices_of(name: str, data: np.ndarray, picture: bool = False) -> Iterator[Ev
             yield EvalImage(f"{name}:z{z:03d}", sl)
 
 
-def _bundled_samples() -> dict[str, Path]:
-    from importlib import resources
-
-    folder = Path(str(resources.files("metasrgan") / "samples"))
-    return {p.name.removesuffix(".nii.gz"): p for p in sorted(folder.glob("*.nii.gz"))}
-
-
 def _brats_volumes(root: Path) -> list[Path]:
     from metasrgan.data.datasets import brats_subjects
 
@@ -83,7 +77,9 @@ def load_images(data: str, max_images: int | None = None) -> list[EvalImage]:
     an image or volume file, a folder of them, or a BraTS root (``*_t1ce.nii[.gz]`` or
     ``*-t1c.nii[.gz]`` anywhere below).  ``max_images`` keeps that many slices, evenly spaced.
     """
-    bundled = _bundled_samples()
+    from metasrgan.samples_path import bundled_samples
+
+    bundled = bundled_samples()
     paths: list[tuple[str, Path]] = []
     names = [n.strip() for n in data.split(",")] if "," in data else [data]
     if all(n == "samples" or n in bundled for n in names):
@@ -100,25 +96,17 @@ def load_images(data: str, max_images: int | None = None) -> list[EvalImage]:
                 f"({', '.join(bundled)})"
             )
         if path.is_file():
-            paths = [(_stem(path), path)]
+            paths = [(stem_of(path), path)]
         else:
-            volumes = _brats_volumes(path)
-            if not volumes:
-                volumes = [
-                    p
-                    for p in sorted(path.iterdir())
-                    if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)
-                ]
+            # a BraTS root, else the images in the folder (a DICOM series folder is one)
+            volumes = _brats_volumes(path) or find_images(path, recursive=False)
             if not volumes:
                 raise FileNotFoundError(f"{path}: no images, volumes or BraTS t1ce files in it")
-            if all(p.name.lower().endswith(".dcm") for p in volumes):
-                paths = [(path.name, path)]  # a DICOM series: one volume
-            else:
-                paths = [(_stem(p), p) for p in volumes]
+            paths = [(p.name if p == path else stem_of(p), p) for p in volumes]
     images: list[EvalImage] = []
     for name, p in paths:
         try:
-            picture = p.name.lower().endswith(PICTURE_SUFFIXES)
+            picture = p.is_file() and suffix_of(p) in PLAIN_SUFFIXES
             images.extend(slices_of(name, _read_array(p), picture))
         except ValueError as err:
             raise ValueError(f"{p}: {err}") from None
@@ -128,11 +116,3 @@ def load_images(data: str, max_images: int | None = None) -> list[EvalImage]:
         keep = np.unique(np.linspace(0, len(images) - 1, max_images).round().astype(int))
         images = [images[i] for i in keep]
     return images
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".npy", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".dcm"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name

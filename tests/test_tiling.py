@@ -50,6 +50,19 @@ def models():
         "bicubic": _randomised(
             make({"name": "meta-srgan", "args": {"skip": "bicubic", "norm": "none"}})
         ),
+        # the shipped layout: the skip depends on the acquisition (sinc for k-space: global)
+        "acquisition": _randomised(
+            make(
+                {
+                    "name": "meta-srgan",
+                    "args": {
+                        "skip": "acquisition",
+                        "norm": "none",
+                        "acquisitions": ["kspace", "thick", "bicubic"],
+                    },
+                }
+            )
+        ),
     }
 
 
@@ -67,6 +80,22 @@ def test_tiled_equals_untiled(models, mri_slice, kind, scale):
         whole = model(mri_slice, scale)
     tiled = upscale_tiled(model, mri_slice, scale, tile=20)
     assert tiled.shape == whole.shape
+    torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("acquisition", ["kspace", "thick", "bicubic"])
+@pytest.mark.parametrize("scale", [2.3, (3.0, 1.0), 1.1])
+def test_tiled_equals_untiled_for_every_skip_of_an_acquisition_model(
+    models, mri_slice, acquisition, scale
+):
+    """The sinc skip (k-space) reads the whole image: tiles carry only the residual."""
+    model = models["acquisition"]
+    assert model.skip_method(acquisition) == (
+        "sinc-mirror" if acquisition == "kspace" else "bicubic"
+    )
+    with torch.no_grad():
+        whole = model(mri_slice, scale, acquisition=acquisition)
+    tiled = upscale_tiled(model, mri_slice, scale, tile=20, acquisition=acquisition)
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=1e-5)
 
 

@@ -12,9 +12,12 @@ Two things are not local and are handled here:
 
 - batch norm in training mode normalises with the tile's own statistics: tiling needs
   ``model.eval()`` (checked);
-- the bicubic global skip (``skip="bicubic"``) resizes with the ratio ``H / H_out``, which
-  differs from ``q / p`` when ``H * s`` is not an integer: each tile's own bicubic term is
-  subtracted and the whole image's bicubic upscaling (cheap, output-sized) is added once.
+- the global skip of residual models (bicubic resizes with the ratio ``H / H_out``, which
+  differs from ``q / p`` when ``H * s`` is not an integer; the mirrored zero-filled sinc
+  reads the whole image): models that split their forward pass into
+  ``skip_image(x) + residual(extract_features(x))`` (:class:`~metasrgan.models.MetaSRGAN`)
+  get only the local residual per tile and the skip image of the whole input once (cheap,
+  output-sized), which is exact for every skip.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metasrgan.models.meta_srgan import bicubic_resize
 from metasrgan.models.meta_upscale import MetaUpscale
 from metasrgan.scale import AxisScale, Scale2d
 
@@ -132,7 +134,7 @@ def upscale_tiled(
         )
     rows = plan_axis(height, scale.h, tile, overlap)
     cols = plan_axis(width, scale.w, tile, overlap)
-    bicubic_skip = getattr(model, "skip", None) == "bicubic"
+    split = has_split_forward(model)
     extra = {"acquisition": acquisition} if acquisition else {}
     out = None
     bar = None
@@ -143,9 +145,13 @@ def upscale_tiled(
     for r in rows:
         for c in cols:
             window = x[:, :, r.start : r.stop, c.start : c.stop]
-            y = model(window, scale, **extra)
-            if bicubic_skip:
-                y = y - bicubic_resize(window, y.shape[-2:])
+            if split:  # the local part only; the global skip is added once below
+                y = model.residual(
+                    model.extract_features(window), scale,
+                    scale.out_shape(*window.shape[-2:]), acquisition,
+                )  # fmt: skip
+            else:
+                y = model(window, scale, **extra)
             if out is None:
                 out = y.new_empty(*y.shape[:2], *rule)
             out[:, :, r.out_start : r.out_stop, c.out_start : c.out_stop] = y[
@@ -158,6 +164,19 @@ def upscale_tiled(
                 bar.update()
     if bar is not None:
         bar.close()
-    if bicubic_skip:
-        out += bicubic_resize(x, rule)
-    return out
+    return finish_residual(model, x, out, rule, acquisition) if split else out
+
+
+def has_split_forward(model: nn.Module) -> bool:
+    """Whether ``model`` computes ``skip_image(x) + residual(extract_features(x))``."""
+    return all(hasattr(model, name) for name in ("extract_features", "residual", "skip_image"))
+
+
+def finish_residual(
+    model: nn.Module, x: torch.Tensor, residual: torch.Tensor, out_shape, acquisition
+) -> torch.Tensor:
+    """The model's output from its assembled residual: plus the skip image of the whole
+    input, or (no skip) the residual mapped back to image units (as ``forward`` does)."""
+    if getattr(model, "skip", "none") == "none":
+        return model.normalization.decode(residual)
+    return residual.add_(model.skip_image(x, tuple(out_shape), acquisition))

@@ -141,6 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
     parser.add_argument("--rounds", type=int, default=3, help="slices swept through all scales")
     parser.add_argument("--slice-changes", type=int, default=8)
+    parser.add_argument(
+        "--compute",
+        choices=("auto", "server", "browser"),
+        default="auto",
+        help="where Meta-SRGAN runs (the page's Compute menu); browser: WebGL2",
+    )
+    parser.add_argument("--scales", help="comma-separated scales (default 1.0, 1.1, ..., 4.0)")
+    parser.add_argument("--zoom-only", action="store_true", help="skip the drag and slices")
     parser.add_argument("--model", help="model file (default: the shipped model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
@@ -151,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
 
     rng = random.Random(args.seed)
     scales = [round(1.0 + 0.1 * k, 1) for k in range(31)]
+    if args.scales:
+        scales = [1.0] + [float(v) for v in args.scales.split(",") if float(v) != 1.0]
     results: dict = {"cpus": os.cpu_count(), "threads": args.threads, "load": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         volume = make_volume(Path(tmp))
@@ -169,6 +179,11 @@ def main(argv: list[str] | None = None) -> int:
             vol_id = browser.execute_script("return document.getElementById('volume').value")
             vol_id = vol_id.split(":", 1)[1]
             print(f"server {url}, volume {vol_id}, load average {os.getloadavg()}")
+            browser.execute_script(
+                "const c = document.getElementById('compute'); c.value = arguments[0];"
+                "c.dispatchEvent(new Event('change'))",
+                args.compute,
+            )
 
             def step(control, value, index, scale):
                 key = f"{vol_id}/axial/{index}/{scale:.2f}/{scale:.2f}"
@@ -203,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             worst = [f"x{s} {np.median([r['ms'] for r in per_scale[s]]):.0f}" for s in slowest[:6]]
             print("  slowest scales (p50 ms): " + ", ".join(worst))
             server_ms = [b["server"]["metasrgan"] for b in everything if b["server"]]
-            print(f"  of which Meta-SRGAN on the server {stats(server_ms)}")
+            where = sorted({b.get("where") for b in everything if b.get("where")})
+            print(f"  of which Meta-SRGAN itself ({', '.join(where)}) {stats(server_ms)}")
+            if args.zoom_only:
+                return 0
 
             # 2. a drag
             values = [float(v) for v in np.round(np.linspace(1.5, 3.9, 60), 2)]

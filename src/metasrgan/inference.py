@@ -114,9 +114,14 @@ def upscale_tensor(
     out_shape: tuple[int, int] | None = None,
     clamp: tuple[float, float] = (0.0, 1.0),
     acquisition: str | None = None,
+    background=None,
 ) -> torch.Tensor:
     """``[B, C, H, W]`` in [0, 1] -> upscaled, clamped to ``clamp`` (the paper clamps to the
     image range; pass the input's own range to keep values beyond [0, 1]).
+
+    ``background``: a :class:`~metasrgan.background.BackgroundSkip` for this scale and
+    acquisition (volumes pass one): batches with an exactly constant background are then
+    computed only where the anatomy reaches (same output).
 
     ``acquisition`` is passed to models that list acquisitions (see
     :func:`model_acquisition`).  Raises :class:`NonFiniteOutputError` when the model's
@@ -127,11 +132,14 @@ def upscale_tensor(
     extra = {"acquisition": acquisition} if acquisition and _knows_acquisitions(model) else {}
     rule = scale.out_shape(*x.shape[-2:])
     large = x.shape[-2] * x.shape[-1] > TILE_ABOVE_PIXELS
-    if large and not model.training and tuple(out_shape or rule) == rule:
+    rule_size = tuple(out_shape or rule) == rule
+    # None: the batch is better run dense (or there is no background to skip)
+    y = background(x) if background is not None and not large and rule_size else None
+    if y is None and large and not model.training and rule_size:
         from metasrgan.tiling import upscale_tiled
 
         y = upscale_tiled(model, x, scale, tile=256, **extra)  # bounded memory, = untiled
-    else:
+    elif y is None:
         y = model(x, scale, out_shape, **extra) if out_shape else model(x, scale, **extra)
     if not torch.isfinite(y).all():
         raise NonFiniteOutputError(

@@ -23,6 +23,14 @@ from torch import nn
 from metasrgan.intensity import IntensityMap
 from metasrgan.scale import MAX_SCALE, MAX_SCALE_DENOMINATOR, AxisScale, Scale2d, parse_scale
 
+BATCH_MEMORY_FRACTION = 0.25
+"""Share of the available memory (host RAM, or free GPU memory) one batch of slices may use."""
+
+BATCH_MEMORY_CAP = 1 << 30
+"""Largest working memory of one batch, whatever is available (bytes)."""
+
+MAX_AUTO_BATCH = 64
+
 TRAINED_SPACING_MM = (0.5, 1.0)
 """Voxel sizes of the data the shipped model learned from (Colin27/MNI152 at 1 mm)."""
 
@@ -223,17 +231,55 @@ def check_spacing(affine: np.ndarray) -> None:
         )
 
 
+def available_memory(device: torch.device) -> int:
+    """Bytes a computation may still take: free GPU memory on CUDA, else the host's
+    available memory (``MemAvailable``, through psutil)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def slice_working_bytes(model: nn.Module, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> int:
+    """Working memory of one slice through the generator: about six feature maps alive at
+    once (head, block input, two convolution outputs, a sum, the padded copy) and four
+    output-sized buffers (phases, output, skip image, clamping) in float32."""
+    from metasrgan.inference import TILE_ABOVE_PIXELS
+
+    features = max((m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)),
+                   default=64)  # fmt: skip
+    pixels = min(in_hw[0] * in_hw[1], 2 * TILE_ABOVE_PIXELS)  # larger slices are tiled
+    scale = out_hw[0] * out_hw[1] / max(1, in_hw[0] * in_hw[1])
+    return 4 * (6 * features * pixels + 4 * int(pixels * scale))
+
+
+def slice_batch(
+    model: nn.Module, in_hw: tuple[int, int], out_hw: tuple[int, int], limit: int | None = None
+) -> int:
+    """Slices per forward pass: as many as fit in :data:`BATCH_MEMORY_FRACTION` of the
+    available memory (at most :data:`BATCH_MEMORY_CAP`, :data:`MAX_AUTO_BATCH` slices,
+    and ``limit`` when given), at least 1.  Memory then stays bounded whatever the
+    volume's size; only the input and output volumes themselves grow with it."""
+    device = next(iter(model.parameters())).device
+    budget = min(BATCH_MEMORY_CAP, int(BATCH_MEMORY_FRACTION * available_memory(device)))
+    fits = budget // max(1, slice_working_bytes(model, in_hw, out_hw))
+    return int(max(1, min(fits, MAX_AUTO_BATCH, limit or MAX_AUTO_BATCH)))
+
+
 def _slices_upscale(
     model: nn.Module,
     data: np.ndarray,
     axis: int,
     factors: tuple[Fraction, Fraction],
     intensity: IntensityMap,
-    batch: int,
+    batch: int | None,
     progress: Callable | None,
     acquisition: str | None,
+    skip_background: bool = True,
 ) -> np.ndarray:
     """Upscale every 2D slice of ``data`` taken along ``axis`` by (factors[0], factors[1])."""
+    from metasrgan.background import BackgroundSkip
     from metasrgan.inference import upscale_tensor
 
     device = next(iter(model.parameters())).device
@@ -244,6 +290,8 @@ def _slices_upscale(
     )
     out_hw = scale.out_shape(*moved.shape[1:])
     out = np.empty((moved.shape[0], *out_hw), dtype=np.float32)
+    batch = slice_batch(model, moved.shape[1:], out_hw, batch)
+    background = BackgroundSkip(model, scale, acquisition) if skip_background else None
     lo, hi = (
         float(intensity.apply(data.min(), clip=False)),
         float(intensity.apply(data.max(), clip=False)),
@@ -251,7 +299,8 @@ def _slices_upscale(
     for start in range(0, moved.shape[0], batch):
         chunk = intensity.apply(moved[start : start + batch], clip=False)
         x = torch.from_numpy(np.ascontiguousarray(chunk))[:, None].to(device)
-        y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi), acquisition=acquisition)
+        y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi), acquisition=acquisition,
+                           background=background)  # fmt: skip
         out[start : start + batch] = intensity.invert(y[:, 0].cpu().numpy())
         if progress is not None:
             progress(len(chunk))
@@ -280,12 +329,18 @@ def upscale_volume(
     data: np.ndarray,
     affine: np.ndarray,
     plan: VolumePlan,
-    batch: int = 1,
+    batch: int | None = None,
     progress: bool = True,
     acquisition: str | None = "auto",
+    skip_background: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` on ``data`` ``[X, Y, Z]`` (any units); returns the upscaled float32
     volume in the same units and its affine (see the module docstring for the geometry).
+
+    ``batch``: the most slices per forward pass; the batch is sized from the available
+    memory (:func:`slice_batch`) and never exceeds it.  ``skip_background``: compute only
+    what the anatomy reaches where the background is exactly constant (skull-stripped
+    scans; same output, see :mod:`metasrgan.background`).
 
     ``acquisition`` (``auto``, ``kspace``, ``bicubic``...) is what in-plane passes tell models
     that take one; through-plane passes say ``thick`` (:func:`~metasrgan.inference.
@@ -294,7 +349,7 @@ def upscale_volume(
     """
     from metasrgan.inference import model_acquisition
 
-    if batch < 1:
+    if batch is not None and batch < 1:
         raise ValueError(f"--batch must be at least 1, got {batch}")
     check_affine(affine)
     data = np.asarray(data, dtype=np.float32)
@@ -316,7 +371,7 @@ def upscale_volume(
         for axis, pair, through in work:
             acq = model_acquisition(model, acquisition, through_plane=through)
             out = _slices_upscale(model, out, axis, pair, intensity, batch,
-                                  bar.update if bar else None, acq)  # fmt: skip
+                                  bar.update if bar else None, acq, skip_background)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()

@@ -191,7 +191,7 @@ def upscale(
     acquisition: str = "auto",
     *,
     affine: np.ndarray | None = None,
-    batch: int = 1,
+    batch: int | None = None,
     max_voxels: int | None = None,
     progress: bool = False,
 ):
@@ -214,7 +214,8 @@ def upscale(
         axes: the two in-plane voxel axes of a volume (default: from the spacing).
         model: a loaded model, a model file, or None/``"shipped"``.
         acquisition: ``auto``, ``kspace``, ``thick`` or ``bicubic`` (models that take one).
-        batch: slices per forward pass for volumes.
+        batch: the most slices per forward pass for volumes (default: as many as fit in
+            a quarter of the available memory, see :func:`metasrgan.volume.slice_batch`).
         max_voxels: refuse outputs larger than this (default
             :data:`~metasrgan.api.options.DEFAULT_MAX_VOXELS`).
 

@@ -102,7 +102,7 @@ def upscale_file(
     *,
     overwrite: bool = False,
     max_voxels: int | None = None,
-    batch: int = 1,
+    batch: int | None = None,
     progress: bool = False,
     dtype: str = "float32",
 ) -> FileResult:

@@ -44,7 +44,7 @@ class Request:
         spacing: target voxel size in mm of a volume: one value or one per axis.
         axes: the two in-plane voxel axes of a volume (default: from the header).
         acquisition: one of :data:`ACQUISITIONS`.
-        batch: slices per forward pass (volumes).
+        batch: the most slices per forward pass (volumes); None: as many as memory allows.
         max_voxels: refuse outputs with more voxels than this.
     """
 
@@ -53,7 +53,7 @@ class Request:
     spacing: float | tuple[float, float, float] | None = None
     axes: tuple[int, int] | None = None
     acquisition: str = "auto"
-    batch: int = 1
+    batch: int | None = None
     max_voxels: int = DEFAULT_MAX_VOXELS
 
     @classmethod
@@ -64,7 +64,7 @@ class Request:
         spacing=None,
         axes=None,
         acquisition: str | None = "auto",
-        batch: int = 1,
+        batch: int | None = None,
         max_voxels: int | None = None,
     ) -> Request:
         """Parse and check user values (strings as typed on the command line, or numbers)."""
@@ -81,7 +81,7 @@ class Request:
             spacing=_check(parse_spacing, spacing) if spacing is not None else None,
             axes=_check(parse_axes, axes) if axes is not None else None,
             acquisition=check_acquisition(acquisition),
-            batch=check_int("--batch", batch, low=1, high=MAX_BATCH),
+            batch=None if batch is None else check_int("--batch", batch, low=1, high=MAX_BATCH),
             max_voxels=check_int(
                 "--max-voxels", DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, low=1
             ),

@@ -3,6 +3,7 @@ resizes) of the real images, seeded and resumable, disjoint ranks."""
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 
 import numpy as np
@@ -142,3 +143,62 @@ def test_ranks_share_the_scale_but_not_the_patches(images):
         a, b = r0.batch(step), r1.batch(step)
         assert a["scale"] == b["scale"] == single.batch(step)["scale"]
         assert not torch.equal(a["hr"], b["hr"])
+
+
+def test_slice_store_maps_the_images_and_pickles_as_its_path(images, tmp_path):
+    import pickle
+
+    from metasrgan.data.store import SliceStore
+
+    mixed = [images[0], images[1][:50, :30], np.float64(images[2])]  # any sizes and dtypes
+    store = SliceStore.write(tmp_path / "slices" / "stage-0.npy", mixed)
+    assert len(store) == 3 and [s.shape for s in store] == [m.shape for m in mixed]
+    for a, b in zip(store, mixed, strict=True):
+        assert a.dtype == np.float32 and not a.flags.writeable
+        np.testing.assert_array_equal(a, np.float32(b))
+    payload = pickle.dumps(store)
+    assert len(payload) < 2_000  # the path and the index, never the pixels
+    np.testing.assert_array_equal(pickle.loads(payload)[1], mixed[1])
+    assert sorted(p.name for p in (tmp_path / "slices").iterdir()) == [
+        "stage-0-index.npy",
+        "stage-0.npy",
+    ]
+    store.remove()
+    assert not list((tmp_path / "slices").iterdir())
+    with pytest.raises(ValueError, match="no training images"):
+        SliceStore.write(tmp_path / "empty.npy", [])
+    with pytest.raises(ValueError, match="not 2D"):
+        SliceStore.write(tmp_path / "bad.npy", [images[0], np.zeros((2, 2, 2))])
+
+
+def test_the_loader_gives_the_sampler_batches_in_order_with_any_workers(images, tmp_path):
+    """Batches from a mapped store through 0 or 2 worker processes, from a resumed step, equal
+    the sampler's batches from the images in memory: the exact-resume guarantee holds."""
+    from metasrgan.data.patches import PatchBatches, batch_loader
+    from metasrgan.data.store import SliceStore
+
+    store = SliceStore.write(tmp_path / "s.npy", images)
+    plan = {"mixture": [{"weight": 1, "preset": "kspace-noise"}, {"weight": 1, "preset": "thick"}]}
+    kwargs = {"batch_size": 3, "patch_size": 40, "seed": 5, "degradation": plan}
+    reference = PatchSampler(images, **kwargs)
+    expected = [reference.batch(step) for step in range(7, 12)]
+    before = torch.get_rng_state()
+    for workers in (0, 2):
+        loader = batch_loader(PatchSampler(store, **kwargs), 7, 12, workers=workers)
+        got = list(loader)
+        assert len(got) == len(expected) == 5
+        for a, b in zip(got, expected, strict=True):
+            assert a["scale"] == b["scale"] and a["acquisition"] == b["acquisition"]
+            assert torch.equal(a["hr"], b["hr"]) and torch.equal(a["lr"], b["lr"])
+    assert torch.equal(torch.get_rng_state(), before)  # the global RNG (saved states) untouched
+
+    class WhereMade(PatchSampler):
+        def batch(self, step):
+            return {**super().batch(step), "pid": os.getpid()}
+
+    made = {b["pid"] for b in batch_loader(WhereMade(store, **kwargs), 0, 4, workers=2)}
+    assert os.getpid() not in made  # crops and degradations run in the worker processes
+    batches = PatchBatches(reference, 7, 12)
+    assert len(batches) == 5 and torch.equal(batches[0]["hr"], expected[0]["hr"])
+    with pytest.raises(IndexError):
+        batches[5]

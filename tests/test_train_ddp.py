@@ -1,8 +1,10 @@
 """Two CPU processes under ``torchrun`` with the gloo backend, through the real CLI.
 
-Each rank trains on different batches; identical weights at the end therefore prove that
-the generator's and the discriminator's gradients (the discriminator's from two passes,
-the first under ``no_sync``) were averaged across ranks.  Batch-norm running statistics are
+Rank 0 writes the stage's slices once to a file that both ranks map; each rank's batches
+come from its own DataLoader worker.  Each rank trains on different batches; identical
+weights at the end therefore prove that the generator's and the discriminator's gradients
+(the discriminator's from two passes, the first under ``no_sync``) were averaged across
+ranks.  Batch-norm running statistics are
 per-rank buffers under DistributedDataParallel, so they are not compared; rank 0's are saved.
 """
 
@@ -30,9 +32,9 @@ WORKER = textwrap.dedent(
 
     out, config, runs = sys.argv[1:4]
     rank = int(os.environ["RANK"])
-    volume = np.asarray(nib.load(sample_path("mni152_val")).dataobj, dtype=np.float32)
+    volume = np.asarray(nib.load(sample_path("mni152_train")).dataobj, dtype=np.float32)
     volume /= np.percentile(volume, 99.5)
-    crops = [np.clip(volume[40:88, 60:108, k], 0, 1).copy() for k in (2, 6, 10)]
+    crops = [np.clip(volume[40:88, 60:108, k], 0, 1).copy() for k in (1, 4, 7)]
     loop.load_stage_images = lambda sources, split: crops
 
     record = {"writes": [], "batches": []}
@@ -41,12 +43,11 @@ WORKER = textwrap.dedent(
             record["writes"].append(_name)
             return _real(*args, **kwargs)
         setattr(loop, name, wrapped)
-    real_batch = loop.PatchSampler.batch
-    def batch(self, step):
-        b = real_batch(self, step)
-        record["batches"].append(float(b["hr"].sum()))
-        return b
-    loop.PatchSampler.batch = batch
+    real_step = loop.gan_step
+    def gan_step(batch, *args, **kwargs):  # the batches this rank trains on (from its workers)
+        record["batches"].append(float(batch["hr"].sum()))
+        return real_step(batch, *args, **kwargs)
+    loop.gan_step = gan_step
     real_fit = loop.Trainer.fit
     def fit(self):
         result = real_fit(self)
@@ -86,6 +87,7 @@ def test_two_gloo_processes_keep_identical_replicas(tmp_path):
         "log_every": 1,
         "device": "cpu",
         "threads": 1,
+        "workers": 1,  # each rank's batches come from its own DataLoader worker
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     runs = tmp_path / "runs"
@@ -113,6 +115,7 @@ def test_two_gloo_processes_keep_identical_replicas(tmp_path):
     steps = [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()]
     assert steps.count(1) == 1 and steps.count(3) == 2  # one logger: train line + validation
     assert saved_equals_replica(run, w0)
+    assert not list((run / "slices").iterdir())  # the shared slice file is gone after the stage
 
 
 def saved_equals_replica(run: Path, replica: dict[str, torch.Tensor]) -> bool:

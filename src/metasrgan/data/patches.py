@@ -11,6 +11,13 @@ epoch order.
 Patch sizes are exact: for ``s = p/q`` the HR patch side is ``k*p`` and the LR side ``k*q``
 with ``k = floor(patch_size / p)``, so the LR patch times the scale is the HR patch exactly
 (targets are cropped, never resized).
+
+Because a batch depends on its step alone, :class:`PatchBatches` is a map-style dataset keyed
+by step, and :func:`batch_loader` puts it behind a ``DataLoader`` whose worker processes make
+the batches (crops, degradations) while the training process trains; the batches are the
+same with any number of workers.  The images may be a
+:class:`~metasrgan.data.store.SliceStore`: each worker then reads the shared memory-mapped
+file instead of holding a copy.
 """
 
 from __future__ import annotations
@@ -76,14 +83,12 @@ class PatchSampler:
         rank: int = 0,
         world_size: int = 1,
     ):
-        if not images:
+        if not len(images):
             raise ValueError("no training images: check the data sources of the config")
-        self.images = [
-            torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32)) for im in images
-        ]
-        for i, im in enumerate(self.images):
-            if im.dim() != 2:
-                raise ValueError(f"training image {i} is not 2D: shape {tuple(im.shape)}")
+        self.images = images  # arrays or a SliceStore: read (and copied) one crop at a time
+        for i in range(len(images)):
+            if len(images[i].shape) != 2:
+                raise ValueError(f"training image {i} is not 2D: shape {tuple(images[i].shape)}")
         self.batch_size = batch_size
         self.patch_size = patch_size
         self.plan = (
@@ -129,7 +134,7 @@ class PatchSampler:
             g = torch.Generator().manual_seed((self.seed * 7_919 + step) * 4_099 + self.rank)
         (hr_h, lr_h), (hr_w, lr_w) = (exact_patch_sizes(s, self.patch_size) for s in pair)
         indices = self.image_indices(step)
-        patches = [self._patch(self.images[i], (hr_h, hr_w), g) for i in indices]
+        patches = [self._patch(self._image(i), (hr_h, hr_w), g) for i in indices]
         hr = torch.stack(patches)[:, None]
         hr = self._intensity(hr, g)
         lr = option.chain(hr, (lr_h, lr_w), g)
@@ -147,6 +152,12 @@ class PatchSampler:
         while True:
             yield self.batch(step)
             step += 1
+
+    def _image(self, i: int) -> torch.Tensor:
+        image = self.images[i]
+        if isinstance(image, np.ndarray) and image.dtype == np.float32 and image.flags.writeable:
+            return torch.from_numpy(np.ascontiguousarray(image))  # no copy
+        return torch.from_numpy(np.array(image, dtype=np.float32))  # e.g. a read-only map
 
     def _patch(
         self, image: torch.Tensor, shape: tuple[int, int], g: torch.Generator
@@ -182,3 +193,45 @@ class PatchSampler:
             lo, hi = aug.gain
             hr = hr * (lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=g))
         return hr
+
+
+class PatchBatches(torch.utils.data.Dataset):
+    """Batches ``first .. stop - 1`` of ``sampler`` as a map-style dataset: item ``k`` is
+    ``sampler.batch(first + k)`` (a pure function of the step: any worker may make it)."""
+
+    def __init__(self, sampler: PatchSampler, first: int, stop: int):
+        self.sampler, self.first, self.stop = sampler, first, stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.first)
+
+    def __getitem__(self, k: int) -> dict:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return self.sampler.batch(self.first + k)
+
+
+def batch_loader(
+    sampler: PatchSampler, first: int, stop: int, workers: int = 0, pin_memory: bool = False
+) -> torch.utils.data.DataLoader:
+    """The batches of steps ``first .. stop - 1``, in order, made by ``workers`` processes
+    (0: by the calling process), each up to two batches ahead.
+
+    The loader has its own seed generator, so creating it leaves the global RNG (saved in
+    training states) untouched; each batch seeds itself from its step.
+    """
+    return torch.utils.data.DataLoader(
+        PatchBatches(sampler, first, stop),
+        batch_size=None,  # items are whole batches
+        shuffle=False,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+        pin_memory=pin_memory,
+        collate_fn=_as_made,
+        generator=torch.Generator().manual_seed(sampler.seed),
+    )
+
+
+def _as_made(batch: dict) -> dict:
+    """The batch unchanged (the default would turn an ``(s_h, s_w)`` scale into a list)."""
+    return batch

@@ -102,6 +102,9 @@ class TrainConfig:
     amp: bool = True
     """bfloat16 autocast and channels-last on a GPU; ignored on the CPU."""
     threads: int = 0
+    workers: int = 2
+    """DataLoader worker processes that make the training batches (crops, degradations) beside
+    the training process; 0: in the training process itself."""
 
     def stage_loss(self, stage: StageConfig) -> LossConfig:
         return stage.loss or self.loss
@@ -260,7 +263,7 @@ def _validate(cfg: TrainConfig) -> None:
         _check_spec(cfg.discriminator, "discriminator")
     for key in ("batch_size", "patch_size", "patches_per_image", "checkpoint_every", "log_every"):
         positive(getattr(cfg, key), key)
-    for key in ("warmup_l1_steps", "validate_every", "sample_every", "threads"):
+    for key in ("warmup_l1_steps", "validate_every", "sample_every", "threads", "workers"):
         not_negative(getattr(cfg, key), key)
     positive(cfg.val_images, "val_images")
     positive(cfg.optim.lr, "optim.lr")

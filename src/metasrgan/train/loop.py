@@ -7,82 +7,65 @@ rank 0 alone logs and writes checkpoints.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from metasrgan.checkpoint import save_model
-from metasrgan.data.patches import Augment, PatchSampler
+from metasrgan.data.patches import Augment, PatchSampler, batch_loader
+from metasrgan.data.store import SliceStore
 from metasrgan.registry import make
 from metasrgan.scale import parse_scales
-from metasrgan.train.config import TrainConfig, config_to_dict, val_chains
+from metasrgan.train.config import (
+    LossConfig,
+    StageConfig,
+    TrainConfig,
+    config_to_dict,
+)
+from metasrgan.train.runs import (  # noqa: F401 (the runs helpers' public home was here)
+    Dist,
+    agree_run_dir,
+    init_distributed,
+    load_init_weights,
+    new_run_dir,
+    truncate_log,
+)
 from metasrgan.train.state import (
     read_state,
     restore_models,
     restore_optimizers,
     save_state,
 )
-from metasrgan.train.step import acquisition_kwargs, gan_step
+from metasrgan.train.step import gan_step
+from metasrgan.train.validation import Validator
 
 
 @dataclass
-class Dist:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+class StageRun:
+    """One stage under way: where it starts and ends (global steps), its loss, and the
+    optimizers and schedules it owns (fresh per stage)."""
+
+    index: int
+    stage: StageConfig
+    start: int
+    loss: LossConfig
+    opt_g: torch.optim.Optimizer
+    sched_g: Any
+    opt_d: torch.optim.Optimizer | None = None
+    sched_d: Any = None
 
     @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device_name: str) -> Dist:
-    """Join the ``torchrun`` process group when WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    backend = "nccl" if device_name.startswith("cuda") else "gloo"
-    if backend == "nccl":
-        # before any collective (the run folder's broadcast): one GPU per local rank
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def new_run_dir(root: Path, name: str) -> Path:
-    """A fresh folder ``root/name`` (``name-2``, ``name-3``... if taken): never overwritten."""
-    root.mkdir(parents=True, exist_ok=True)
-    candidate, n = root / name, 1
-    while True:
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = root / f"{name}-{n}"
-
-
-def agree_run_dir(dist: Dist, root: Path, name: str) -> Path:
-    """``new_run_dir`` on rank 0, the same folder on every rank (never an existing one)."""
-    if dist.world_size <= 1:
-        return new_run_dir(root, name)
-    import torch.distributed as tdist
-
-    box = [str(new_run_dir(root, name)) if dist.main else None]
-    tdist.broadcast_object_list(box, src=0)
-    return Path(box[0])
+    def end(self) -> int:
+        return self.start + self.stage.steps
 
 
 def load_stage_images(sources: list[dict], split: str) -> list[np.ndarray]:
@@ -92,20 +75,6 @@ def load_stage_images(sources: list[dict], split: str) -> list[np.ndarray]:
     for spec in sources:
         images.extend(load_slices(spec, split))
     return images
-
-
-def _ssim(a: torch.Tensor, b: torch.Tensor) -> float:
-    """SSIM of two ``[1, 1, H, W]`` images in [0, 1] (NaN where too small for the window)."""
-    from metasrgan.metrics import SSIM_RADIUS, ssim
-
-    if min(a.shape[-2:]) <= 2 * SSIM_RADIUS:
-        return math.nan
-    return ssim(a[0, 0].double().cpu().numpy(), b[0, 0].double().cpu().numpy(), 1.0)
-
-
-def psnr_unit(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = F.mse_loss(a.clamp(0, 1).double(), b.double()).item()
-    return 99.0 if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 class Trainer:
@@ -165,12 +134,12 @@ class Trainer:
         self.d = self._wrap(self.discriminator) if self.discriminator is not None else None
         self.writer = self._writer()
         if resume and self.dist.main:
-            _truncate_log(run_dir / "log.jsonl", self.step)
+            truncate_log(run_dir / "log.jsonl", self.step)
         best = (self.resume_meta or {}).get("best_gain")
         self.best_gain = -math.inf if best is None else float(best)
-        self.val_images = None
-        self.val_chains: list | None = None
-        self.val_baselines: dict = {}
+        self.validator = Validator(
+            cfg, self.device, lambda: load_stage_images(cfg.val_data, "val")
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ set-up helpers
     def _build_vgg(self) -> nn.Module | None:
@@ -234,94 +203,159 @@ class Trainer:
         return self.run_dir / "checkpoints" / "last.safetensors"
 
     def _run_stage(self, index: int, stage_start: int) -> None:
+        """One stage: its set-up, its updates from the current step to its end, its model."""
+        run = self._stage_setup(index, stage_start)
+        self._restore_stage(run)
+        store = self._stage_slices(run)
+        try:
+            sampler = self._sampler(run, store)
+            if self.dist.main:
+                print(
+                    f"stage {index} '{run.stage.name}': {len(store)} training images, "
+                    f"steps {self.step - stage_start}..{run.stage.steps}, loss {run.loss}"
+                )
+            self._updates(run, sampler)
+        finally:
+            if self.dist.main:
+                store.remove()
+        if self.dist.main:
+            path = self.run_dir / "checkpoints" / f"stage-{run.stage.name}.safetensors"
+            save_model(self.generator, path, extra=self._model_extra())
+
+    def _stage_setup(self, index: int, stage_start: int) -> StageRun:
+        """Fresh Adam optimizers and StepLR schedules for stage ``index``."""
         cfg = self.cfg
         stage = cfg.stages[index]
-        loss_cfg = cfg.stage_loss(stage)
-        aug = stage.augment or cfg.augment
-        images = load_stage_images(stage.data, "train")
-        sampler = PatchSampler(
+        loss = cfg.stage_loss(stage)
+        o = cfg.optim
+        opt_g = torch.optim.Adam(self.g.parameters(), lr=o.lr, betas=o.betas)
+        sched_g = torch.optim.lr_scheduler.StepLR(opt_g, o.decay_every, o.decay)
+        opt_d = sched_d = None
+        if self.d is not None and loss.adversarial > 0:
+            opt_d = torch.optim.Adam(self.d.parameters(), lr=o.d_lr, betas=o.betas)
+            sched_d = torch.optim.lr_scheduler.StepLR(opt_d, o.decay_every, o.decay)
+        return StageRun(index, stage, stage_start, loss, opt_g, sched_g, opt_d, sched_d)
+
+    def _restore_stage(self, run: StageRun) -> None:
+        """On resume into this stage: its optimizers and schedules as they were saved."""
+        meta, tensors = self.resume_meta, self.resume_tensors
+        self.resume_meta = self.resume_tensors = None
+        if meta is None or int(meta["stage"]) != run.index:
+            return
+        restore_optimizers(meta, tensors, run.opt_g, run.opt_d, run.sched_g, run.sched_d)
+        saved_lr = run.opt_g.param_groups[0].get("initial_lr", self.cfg.optim.lr)
+        if self.dist.main and saved_lr != self.cfg.optim.lr:
+            print(
+                f"note: optim.lr is {self.cfg.optim.lr:g} in the config but the resumed stage "
+                f"started at {saved_lr:g}; the restored optimizer and schedule continue unchanged"
+            )
+
+    def _stage_slices(self, run: StageRun) -> SliceStore:
+        """Rank 0 reads the stage's training slices once into ``run_dir/slices``; every rank
+        (and every DataLoader worker) maps that one file (see :mod:`metasrgan.data.store`)."""
+        path = self.run_dir / "slices" / f"stage-{run.index}.npy"
+        error = None
+        if self.dist.main:
+            try:
+                SliceStore.write(path, load_stage_images(run.stage.data, "train"))
+            except Exception as err:  # told to the other ranks, then raised here
+                error = err
+        if self.dist.world_size > 1:
+            import torch.distributed as tdist
+
+            box = [None if error is None else f"rank 0 could not read the data: {error}"]
+            tdist.broadcast_object_list(box, src=0)
+            if box[0] is not None and error is None:
+                raise RuntimeError(box[0])
+        if error is not None:
+            raise error
+        return SliceStore(path)
+
+    def _sampler(self, run: StageRun, images) -> PatchSampler:
+        cfg, aug = self.cfg, run.stage.augment or self.cfg.augment
+        return PatchSampler(
             images,
             batch_size=cfg.batch_size,
             patch_size=cfg.patch_size,
             scales=parse_scales(cfg.scales, as_float=True),
             patches_per_image=cfg.patches_per_image,
-            degradation=stage.degradation or cfg.degradation,
+            degradation=run.stage.degradation or cfg.degradation,
             augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain),
-            seed=cfg.seed + 1000 * index,
+            seed=cfg.seed + 1000 * run.index,
             rank=self.dist.rank,
             world_size=self.dist.world_size,
         )
-        o = cfg.optim
-        opt_g = torch.optim.Adam(self.g.parameters(), lr=o.lr, betas=o.betas)
-        sched_g = torch.optim.lr_scheduler.StepLR(opt_g, o.decay_every, o.decay)
-        opt_d = sched_d = None
-        if self.d is not None and loss_cfg.adversarial > 0:
-            opt_d = torch.optim.Adam(self.d.parameters(), lr=o.d_lr, betas=o.betas)
-            sched_d = torch.optim.lr_scheduler.StepLR(opt_d, o.decay_every, o.decay)
-        if self.resume_meta is not None and int(self.resume_meta["stage"]) == index:
-            restore_optimizers(
-                self.resume_meta, self.resume_tensors, opt_g, opt_d, sched_g, sched_d
-            )
-            saved_lr = opt_g.param_groups[0].get("initial_lr", o.lr)
-            if self.dist.main and saved_lr != o.lr:
-                print(
-                    f"note: optim.lr is {o.lr:g} in the config but the resumed stage started at "
-                    f"{saved_lr:g}; the restored optimizer and schedule continue unchanged"
-                )
-        self.resume_meta = self.resume_tensors = None
-        if self.dist.main:
-            print(
-                f"stage {index} '{stage.name}': {len(images)} training images, "
-                f"steps {self.step - stage_start}..{stage.steps}, loss {loss_cfg}"
-            )
-        warmup = dataclasses_replace_l1(loss_cfg)
-        bar = self._bar(stage, stage_start)
+
+    def _updates(self, run: StageRun, sampler: PatchSampler) -> None:
+        """The stage's remaining updates, on batches made by the DataLoader's workers."""
+        bar = self._bar(run.stage, run.start)
         self.g.train()
         if self.d is not None:
             self.d.train()
-        train_time = 0.0  # seconds spent in training steps since the last log line
-        while self.step < stage_start + stage.steps:
-            started = time.perf_counter()
-            local = self.step - stage_start
-            batch = sampler.batch(local)
-            batch = {
-                "hr": self._to_device(batch["hr"]),
-                "lr": self._to_device(batch["lr"]),
-                "scale": batch["scale"],
-                "acquisition": batch.get("acquisition"),
-            }
-            use = warmup if (index == 0 and self.step < cfg.warmup_l1_steps) else loss_cfg
-            logs = gan_step(
-                batch, self.g, self.d, opt_g, opt_d if use.adversarial > 0 else None,
-                use, self.vgg, self._autocast(),
-            )  # fmt: skip
-            sched_g.step()
-            if sched_d is not None and use.adversarial > 0:
-                sched_d.step()
-            self.step += 1
-            train_time += time.perf_counter() - started
+        loader = batch_loader(
+            sampler, self.step - run.start, run.stage.steps, self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+        )  # fmt: skip
+        batches = iter(loader)
+        self._train_time = 0.0  # seconds in data + updates since the last log line
+        try:
+            while self.step < run.end:
+                started = time.perf_counter()
+                logs = self._update(run, next(batches))
+                self._train_time += time.perf_counter() - started
+                self._report(run, logs, bar)
+                self._hooks(run)
+        finally:
+            del batches  # stops the workers
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(l1=f"{logs['l_g_pix']:.4f}", s=_scale_text(batch["scale"]))
-            if self.step % cfg.log_every == 0:
-                logs["steps_per_s"] = cfg.log_every / max(train_time, 1e-9)
-                logs["lr_g"] = opt_g.param_groups[0]["lr"]
-                train_time = 0.0
-                self._log({f"train/{k}": v for k, v in logs.items()}, self.step)
-            end_of_stage = self.step == stage_start + stage.steps
-            if cfg.validate_every and (self.step % cfg.validate_every == 0 or end_of_stage):
-                self.validate()
-            elif cfg.sample_every and self.step % cfg.sample_every == 0:
-                self.write_samples()
-            if self.step % cfg.checkpoint_every == 0 or end_of_stage:
-                self.checkpoint(index, opt_g, opt_d, sched_g, sched_d)
+                bar.close()
+
+    def _update(self, run: StageRun, batch: dict) -> dict[str, float]:
+        """One generator (and discriminator) update and its schedules' step."""
+        cfg = self.cfg
+        scale = batch["scale"]
+        batch = {
+            "hr": self._to_device(batch["hr"]),
+            "lr": self._to_device(batch["lr"]),
+            "scale": tuple(scale) if isinstance(scale, list) else scale,  # pinning makes lists
+            "acquisition": batch.get("acquisition"),
+        }
+        warm = run.index == 0 and self.step < cfg.warmup_l1_steps
+        use = dataclasses.replace(run.loss, adversarial=0.0, perceptual=0.0) if warm else run.loss
+        gan = use.adversarial > 0
+        logs = gan_step(
+            batch, self.g, self.d, run.opt_g, run.opt_d if gan else None,
+            use, self.vgg, self._autocast(),
+        )  # fmt: skip
+        run.sched_g.step()
+        if run.sched_d is not None and gan:
+            run.sched_d.step()
+        self.step += 1
+        logs["scale"] = batch["scale"]
+        return logs
+
+    def _report(self, run: StageRun, logs: dict, bar) -> None:
+        """Progress bar, and every ``log_every`` updates the losses and the speed."""
+        scale = logs.pop("scale")
         if bar is not None:
-            bar.close()
-        if self.dist.main:
-            save_model(
-                self.generator, self.run_dir / "checkpoints" / f"stage-{stage.name}.safetensors",
-                extra=self._model_extra(),
-            )  # fmt: skip
+            bar.update(1)
+            bar.set_postfix(l1=f"{logs['l_g_pix']:.4f}", s=_scale_text(scale))
+        if self.step % self.cfg.log_every == 0:
+            logs["steps_per_s"] = self.cfg.log_every / max(self._train_time, 1e-9)
+            logs["lr_g"] = run.opt_g.param_groups[0]["lr"]
+            self._train_time = 0.0
+            self._log({f"train/{k}": v for k, v in logs.items()}, self.step)
+
+    def _hooks(self, run: StageRun) -> None:
+        """Validation (or sample images) and checkpoints at their intervals and stage end."""
+        cfg = self.cfg
+        end_of_stage = self.step == run.end
+        if cfg.validate_every and (self.step % cfg.validate_every == 0 or end_of_stage):
+            self.validate()
+        elif cfg.sample_every and self.step % cfg.sample_every == 0:
+            self.write_samples()
+        if self.step % cfg.checkpoint_every == 0 or end_of_stage:
+            self.checkpoint(run)
 
     def _bar(self, stage, stage_start):
         if not (self.progress and self.dist.main):
@@ -345,90 +379,17 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ validation
-    def _load_val(self) -> list[torch.Tensor]:
-        if self.val_images is None:
-            images = load_stage_images(self.cfg.val_data, "val") if self.cfg.val_data else []
-            self.val_images = [
-                torch.from_numpy(np.ascontiguousarray(im, dtype=np.float32))
-                for im in images[: self.cfg.val_images]
-            ]
-        return self.val_images
-
-    def _val_setup(self) -> list[tuple[str, object, list[float]]]:
-        if self.val_chains is None:
-            self.val_chains = val_chains(self.cfg)
-        return self.val_chains
-
-    def _val_batch(self, k: int, im: torch.Tensor, chain, scale: float):
-        """The evaluation protocol's exact-size HR and degraded LR for validation image ``k``."""
-        from fractions import Fraction
-
-        from metasrgan.evaluation import prepare
-        from metasrgan.scale import as_fraction
-
-        frac: Fraction = as_fraction(scale)
-        batch = prepare(im[None, None], frac, chain, seed=k)
-        batch.hr, batch.lr = batch.hr.to(self.device), batch.lr.to(self.device)
-        return batch
-
-    def _run_val(self, batch) -> torch.Tensor:
-        extra = acquisition_kwargs(self.generator, {"acquisition": batch.acquisition})
-        size = tuple(batch.hr.shape[-2:])
-        return self.generator(batch.lr, batch.scale, size, **extra).float().clamp(0, 1)
-
-    def _baseline(self, name: str, chain, scale: float) -> tuple[float, float, str]:
-        """Mean PSNR and SSIM of the best classical interpolation (cached: LR is fixed)."""
-        key = (name, scale)
-        if key not in self.val_baselines:
-            from metasrgan.interpolation import CLASSICAL, interpolate
-
-            best = (-math.inf, -math.inf, "")
-            for method in CLASSICAL:
-                p, q = [], []
-                for k, im in enumerate(self._load_val()):
-                    b = self._val_batch(k, im, chain, scale)
-                    out = interpolate(b.lr, tuple(b.hr.shape[-2:]), method).clamp(0, 1)
-                    p.append(psnr_unit(out, b.hr))
-                    q.append(_ssim(out, b.hr))
-                if np.mean(p) > best[0]:
-                    best = (float(np.mean(p)), float(np.nanmean(q)), method)
-            self.val_baselines[key] = best
-        return self.val_baselines[key]
-
-    @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """PSNR/SSIM of the generator and of the best classical interpolation for each
-        validation degradation and scale (rank 0).
-
-        ``best.safetensors`` is the model with the highest mean PSNR gain over the best
-        classical baseline, averaged over every validation degradation and scale.
-        """
+        """Scores of :class:`~metasrgan.train.validation.Validator` (rank 0), logged; keeps
+        ``best.safetensors``: the highest mean PSNR gain over the best classical baseline,
+        averaged over every validation degradation and scale."""
         if not self.dist.main:
             return {}
-        images = self._load_val()
-        if not images:
-            return {}
         self.generator.eval()
-        results: dict[str, float] = {}
-        gains = []
-        for name, chain, scales in self._val_setup():
-            key = f"val/{name}/" if name else "val/"
-            for s in scales:
-                ours, ours_ssim = [], []
-                for k, im in enumerate(images):
-                    batch = self._val_batch(k, im, chain, s)
-                    sr = self._run_val(batch)
-                    ours.append(psnr_unit(sr, batch.hr))
-                    ours_ssim.append(_ssim(sr, batch.hr))
-                base_psnr, base_ssim, _ = self._baseline(name, chain, s)
-                results[f"{key}psnr_x{s:g}"] = float(np.mean(ours))
-                results[f"{key}psnr_classical_x{s:g}"] = base_psnr
-                results[f"{key}ssim_x{s:g}"] = float(np.nanmean(ours_ssim))
-                results[f"{key}ssim_classical_x{s:g}"] = base_ssim
-                gains.append(float(np.mean(ours)) - base_psnr)
-            mine = gains[-len(scales) :]
-            results[f"{key}psnr_gain_mean"] = float(np.mean(mine))
-        results["val/psnr_gain_mean"] = float(np.mean(gains))
+        results = self.validator.scores(self.generator)
+        if not results:
+            self.generator.train()
+            return {}
         self._log(results, self.step)
         self.write_samples()
         self.generator.train()
@@ -441,31 +402,20 @@ class Trainer:
             )  # fmt: skip
         return results
 
-    @torch.no_grad()
     def write_samples(self) -> None:
         """A bicubic | generator | HR panel of the first validation image to TensorBoard."""
         if self.writer is None:
             return
-        from metasrgan.interpolation import bicubic
-
-        images = self._load_val()
-        setup = self._val_setup()
-        if not images or not setup:
-            return
         was_training = self.generator.training
         self.generator.eval()
-        name, chain, scales = setup[0]
-        s = scales[len(scales) // 2]
-        batch = self._val_batch(0, images[0], chain, s)
-        sr = self._run_val(batch)
-        base = bicubic(batch.lr, tuple(batch.hr.shape[-2:])).clamp(0, 1)
-        panel = torch.cat([base, sr, batch.hr], dim=-1)
-        tag = f"val/{name or 'val'}/bicubic_sr_hr_x{s:g}"
-        self.writer.add_image(tag, panel[0].cpu(), self.step)
+        panel = self.validator.panel(self.generator)
+        if panel is not None:
+            self.writer.add_image(*panel, self.step)
         self.generator.train(was_training)
 
     # ------------------------------------------------------------------ checkpoints
-    def checkpoint(self, stage: int, opt_g, opt_d, sched_g, sched_d) -> None:
+    def checkpoint(self, run: StageRun) -> None:
+        """``last.safetensors`` and the full training state (rank 0)."""
         if not self.dist.main:
             return
         save_model(
@@ -473,9 +423,9 @@ class Trainer:
             extra=self._model_extra(),
         )  # fmt: skip
         save_state(
-            self.run_dir / "state", step=self.step, stage=stage,
+            self.run_dir / "state", step=self.step, stage=run.index,
             generator=self.generator, discriminator=self.discriminator,
-            opt_g=opt_g, opt_d=opt_d, sched_g=sched_g, sched_d=sched_d,
+            opt_g=run.opt_g, opt_d=run.opt_d, sched_g=run.sched_g, sched_d=run.sched_d,
             extra={"best_gain": self.best_gain if math.isfinite(self.best_gain) else None},
         )  # fmt: skip
         if self.writer is not None:
@@ -484,51 +434,6 @@ class Trainer:
 
 def _scale_text(scale) -> str:
     return "x".join(f"{v:g}" for v in scale) if isinstance(scale, tuple) else f"{scale:.1f}"
-
-
-def load_init_weights(generator: nn.Module, path: str) -> None:
-    """``--init-from``: a model file's weights.  A generator conditioned on more inputs than
-    the file's (e.g. an acquisition-conditioned model from an unconditioned one) gets zero
-    weights for the new inputs of its weight predictor, so it starts as exactly that model."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from metasrgan.checkpoint import load_weights
-
-    key = "upscale.weight_prediction.body.0.weight"
-    own = generator.state_dict().get(key)
-    old = None
-    if own is not None:
-        try:
-            with safe_open(str(path), "pt") as f:
-                old = f.get_tensor(key) if key in f.keys() else None  # noqa: SIM118
-        except Exception:  # not a safetensors file: load_weights says what is wrong
-            old = None
-    if old is None or old.shape == own.shape or old.shape[0] != own.shape[0]:
-        load_weights(generator, path)
-        return
-    state = load_file(str(path))
-    widened = own.new_zeros(own.shape)
-    widened[:, : old.shape[1]] = old
-    state[key] = widened
-    generator.load_state_dict(state, strict=True)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop the lines an interrupted process logged after its last saved state."""
-    if not path.is_file():
-        return
-    from metasrgan.checkpoint import atomic_write
-
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
-        except json.JSONDecodeError:  # a line cut short by the interruption
-            continue
-    text = "".join(x + "\n" for x in kept)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _check_fixed_scale(generator: nn.Module, cfg: TrainConfig) -> None:
@@ -548,12 +453,6 @@ def _check_fixed_scale(generator: nn.Module, cfg: TrainConfig) -> None:
             f"model {cfg.model['name']!r} only upscales by x{fixed}, but scales/val_scales "
             f'ask for {wrong}; set scales: "{float(fixed)}" and val_scales: [{float(fixed)}]'
         )
-
-
-def dataclasses_replace_l1(loss):
-    import dataclasses
-
-    return dataclasses.replace(loss, adversarial=0.0, perceptual=0.0)
 
 
 __all__ = ["Trainer", "agree_run_dir", "new_run_dir"]

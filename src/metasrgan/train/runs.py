@@ -1,0 +1,108 @@
+"""Where a training run lives and who runs it: the run folder (never an existing one), the
+``torchrun`` process group, the weights a run starts from, and the log a resumed run keeps."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> Dist:
+    """Join the ``torchrun`` process group when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    backend = "nccl" if device_name.startswith("cuda") else "gloo"
+    if backend == "nccl":
+        # before any collective (the run folder's broadcast): one GPU per local rank
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    """A fresh folder ``root/name`` (``name-2``, ``name-3``... if taken): never overwritten."""
+    root.mkdir(parents=True, exist_ok=True)
+    candidate, n = root / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = root / f"{name}-{n}"
+
+
+def agree_run_dir(dist: Dist, root: Path, name: str) -> Path:
+    """``new_run_dir`` on rank 0, the same folder on every rank (never an existing one)."""
+    if dist.world_size <= 1:
+        return new_run_dir(root, name)
+    import torch.distributed as tdist
+
+    box = [str(new_run_dir(root, name)) if dist.main else None]
+    tdist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+def load_init_weights(generator: nn.Module, path: str) -> None:
+    """``--init-from``: a model file's weights.  A generator conditioned on more inputs than
+    the file's (e.g. an acquisition-conditioned model from an unconditioned one) gets zero
+    weights for the new inputs of its weight predictor, so it starts as exactly that model."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from metasrgan.checkpoint import load_weights
+
+    key = "upscale.weight_prediction.body.0.weight"
+    own = generator.state_dict().get(key)
+    old = None
+    if own is not None:
+        try:
+            with safe_open(str(path), "pt") as f:
+                old = f.get_tensor(key) if key in f.keys() else None  # noqa: SIM118
+        except Exception:  # not a safetensors file: load_weights says what is wrong
+            old = None
+    if old is None or old.shape == own.shape or old.shape[0] != own.shape[0]:
+        load_weights(generator, path)
+        return
+    state = load_file(str(path))
+    widened = own.new_zeros(own.shape)
+    widened[:, : old.shape[1]] = old
+    state[key] = widened
+    generator.load_state_dict(state, strict=True)
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the lines an interrupted process logged after its last saved state."""
+    if not path.is_file():
+        return
+    from metasrgan.checkpoint import atomic_write
+
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # a line cut short by the interruption
+            continue
+    text = "".join(x + "\n" for x in kept)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

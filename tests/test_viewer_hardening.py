@@ -96,6 +96,11 @@ def test_cross_origin_requests_are_refused_even_simple_ones(app):
     assert post.status_code == 403 and "other sites" in post.json()["error"]
     assert c.get("/api/info", headers={"origin": "null"}).status_code == 403
     assert c.get("/api/info", headers={"origin": LOCAL}).status_code == 200  # the page itself
+    # an <img> or link on another site sends no Origin, but its Sec-Fetch-Site says so
+    for site in ("cross-site", "same-site"):
+        assert c.get("/api/stats", headers={"sec-fetch-site": site}).status_code == 403
+    for site in ("same-origin", "none"):  # the page's own requests; a URL typed by the user
+        assert c.get("/api/stats", headers={"sec-fetch-site": site}).status_code == 200
 
 
 def test_state_changing_requests_need_json_or_the_token(app):

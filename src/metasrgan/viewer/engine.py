@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from metasrgan.scale import AxisScale, Scale2d
+from metasrgan.tiling import receptive_radius
 
 MIN_SCALE = 1.0
 MAX_SCALE = 4.0
@@ -73,17 +74,6 @@ def acquisitions_of(model: nn.Module) -> tuple[str, ...]:
     return tuple(getattr(model, "acquisitions", ()) or ())
 
 
-def receptive_radius(module: nn.Module) -> int:
-    """An upper bound of how far (pixels) the features of one pixel look: the sum of the
-    convolutions' radii (exact for a chain, an over-estimate for parallel branches)."""
-    radius = 0
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            k, d = layer.kernel_size[0], layer.dilation[0]
-            radius += (k // 2) * d
-    return radius
-
-
 @torch.no_grad()
 def extract_features(
     model: nn.Module,
@@ -94,7 +84,7 @@ def extract_features(
     """``[1, 1, H, W]`` in [0, 1] -> features, in bands of rows; :class:`Cancelled` between
     bands once ``cancelled()`` is true."""
     height = x.shape[-2]
-    halo = receptive_radius(model)
+    halo = receptive_radius(model)  # includes the Meta-Upscale's 1: one row to spare
     if height <= band_rows + 2 * halo:
         if cancelled():
             raise Cancelled

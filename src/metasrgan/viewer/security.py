@@ -2,8 +2,9 @@
 
 - ``Host`` must name an allowed host (loopback by default): a web page that rebinds its
   DNS name to 127.0.0.1 still sends its own name, and is refused (DNS rebinding).
-- A request with an ``Origin`` must come from the viewer's own origin: another site's page
-  cannot drive it, even with "simple" cross-origin requests that browsers send unasked.
+- A request with an ``Origin`` must come from the viewer's own origin, and one with
+  ``Sec-Fetch-Site`` must be same-origin or typed by the user: another site's page cannot
+  drive it, even with "simple" requests (forms, ``<img>``) that browsers send unasked.
 - State-changing requests (POST, PUT, PATCH, DELETE) need a JSON content type or the
   per-server token (``X-Metasrgan-Token``, given by ``GET /api/info``): both force a CORS
   preflight that the viewer never grants, so a cross-site form or ``text/plain`` POST fails.
@@ -44,7 +45,7 @@ class LocalOnly:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        problem = self.problem(scope["method"], headers)
+        problem = self.problem(scope["method"], headers, scope.get("path", ""))
         if problem is None:
             return await self.app(scope, receive, send)
         body = json.dumps({"error": problem}).encode()
@@ -52,7 +53,7 @@ class LocalOnly:
         await send({"type": "http.response.start", "status": 403, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def problem(self, method: str, headers: dict[str, str]) -> str | None:
+    def problem(self, method: str, headers: dict[str, str], path: str = "/api") -> str | None:
         host = headers.get("host", "")
         if host_name(host) not in self.allowed:
             names = ", ".join(sorted(self.allowed))
@@ -60,6 +61,10 @@ class LocalOnly:
                 f"host {host!r} is not allowed: the viewer answers {names} only "
                 "(start it with --allow-host to add a name)"
             )
+        fetch_site = headers.get("sec-fetch-site")  # sent by browsers on every request
+        api = path.startswith("/api")  # the page itself may be linked from anywhere
+        if api and fetch_site is not None and fetch_site not in ("same-origin", "none"):
+            return f"requests from other sites (Sec-Fetch-Site: {fetch_site}) are not allowed"
         origin = headers.get("origin")
         if origin is not None:
             parts = urlsplit(origin)

@@ -179,9 +179,10 @@ def test_the_page_and_its_assets_are_served_and_work_offline(client):
     page = client.get("/")
     assert page.status_code == 200 and 'id="scale"' in page.text
     assert 'min="1" max="4"' in page.text
-    for asset in ("/static/app.js", "/static/style.css"):
+    scripts = [f"/static/{m}.js" for m in ("app", "state", "zoom", "render", "gpu")]
+    for asset in (*scripts, "/static/style.css"):
         assert client.get(asset).status_code == 200
-    for text in (page.text, client.get("/static/app.js").text):
+    for text in (page.text, *(client.get(s).text for s in scripts)):
         assert "https://" not in text and "http://" not in text  # no CDN, nothing remote
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import threading
 import time
 
@@ -393,3 +394,64 @@ def test_a_4d_scan_shows_its_first_volume_with_three_voxel_sizes(client):
     assert vol["shape"] == [12, 10, 5] and vol["spacing"] == [2.0, 2.0, 2.2]
     assert vol["views"]["sagittal"]["spacing"] == [2.2, 2.0]
     assert vol["notes"] == ["4D scan with 3 volumes: showing the first"]
+
+
+def _reference_meta_upscale(features, kernels, meta, skip, out_shape):
+    """What gpu.js computes, in numpy: output (i, j) reads the 3x3 neighbourhood of input
+    (floor(i*q_h/p_h), floor(j*q_w/p_w)) with the kernel of phase (i mod p_h, j mod p_w)."""
+    layers, rows, cols, _ = features.shape
+    feats = np.pad(features.transpose(1, 2, 0, 3).reshape(rows, cols, -1), ((1, 1), (1, 1), (0, 0)))
+    i, j = np.meshgrid(np.arange(out_shape[0]), np.arange(out_shape[1]), indexing="ij")
+    src_r, src_c = i * meta["q_h"] // meta["p_h"], j * meta["q_w"] // meta["p_w"]
+    phase = (i % meta["p_h"]) * meta["p_w"] + (j % meta["p_w"])
+    acc = np.zeros(out_shape)
+    for tap in range(9):
+        dy, dx = divmod(tap, 3)
+        acc += np.einsum("ijc,ijc->ij", feats[src_r + dy, src_c + dx], kernels[phase, tap])
+    base = skip if meta["skip"] == "image" else meta["mean"]
+    return np.clip(base + acc * meta["std"], 0, 1)
+
+
+@pytest.mark.parametrize(
+    "args,acquisition",
+    [
+        ({"skip": "bicubic", "norm": "none"}, None),
+        ({"skip": "none", "norm": "batch"}, None),
+        ({"skip": "acquisition", "acquisitions": ["kspace", "bicubic"]}, "kspace"),
+    ],
+)
+def test_the_browser_path_data_reproduce_the_servers_zoom(args, acquisition):
+    """The features, kernels and skip the page gets, combined as gpu.js does, give the
+    server's zoom: for every skip (none, bicubic, sinc) and a conditioned model."""
+    torch.manual_seed(7)
+    model = make({"name": "meta-srgan", "args": args})
+    with torch.no_grad():
+        for p in model.upscale.parameters():
+            p.normal_(0.0, 0.05)
+    app = server.create_app(model=model.eval(), lookahead=0)
+    c = TestClient(app, base_url=LOCAL)
+    where = dict(axis="axial", index=6)
+    zoom = dict(volume=SAMPLE, **where, scale_h=2.3, scale_w=1.5)
+    if acquisition:
+        zoom["acquisition"] = acquisition
+    f = c.get(f"/api/volumes/{SAMPLE}/features.bin", params=where)
+    rows, cols, channels = map(int, f.headers["x-shape"].split(","))
+    features = (
+        np.frombuffer(f.content, "<f2").astype(np.float64).reshape(channels // 4, rows, cols, 4)
+    )
+    k = c.get(
+        "/api/kernels.bin", params={"scale_h": 2.3, "scale_w": 1.5, "acquisition": acquisition}
+    )
+    meta = json.loads(k.headers["x-kernels"])
+    kernels = np.frombuffer(k.content, "<f4").reshape(meta["p_h"] * meta["p_w"], 9, channels)
+    s = c.get("/api/skip.bin", params=zoom)
+    out_shape = tuple(map(int, s.headers["x-shape"].split(",")))
+    skip = np.frombuffer(s.content, "<f4")[: out_shape[0] * out_shape[1]].reshape(out_shape)
+    mine = _reference_meta_upscale(features, kernels, meta, skip, out_shape)
+    served = c.get("/api/zoom.bin", params=zoom)
+    n = out_shape[0] * out_shape[1]
+    theirs = np.frombuffer(served.content, "<u2")[:n].reshape(out_shape) / 65535
+    assert out_shape == (489, 271)  # floor(213 * 23 / 10), floor(181 * 3 / 2)
+    # float16 features: the error grows with the residual (large here: random weights)
+    assert np.abs(mine - theirs).max() <= 1e-3
+    assert np.abs(mine - theirs).mean() <= 5e-5

@@ -6,8 +6,9 @@ Meta-Upscale at a scale ``p/q`` per axis needs only ``p_h * p_w`` predicted 3x3x
 (:mod:`metasrgan.scale`'s index rule: output pixel ``i`` reads input ``floor(i*q/p)`` with
 the kernel of phase ``i mod p``).  So the page gets, once per slice, the features (float16,
 in the layout of a WebGL2 ``RGBA16F`` texture array: 16 layers of 4 channels) and per scale
-the kernels (float32, a few KB to a few MB) and the skip image (computed here, once per
-slice and scale, so every skip the model knows is exact); it then runs the 576
+the kernels (float32, a few KB to a few MB; the model's own prediction, its condition
+included) and the skip image (the model's own ``skip_image``, once per slice and scale, so
+every skip it knows, bicubic or sinc, is exact); it then runs the 576
 multiply-adds per output pixel on the GPU.  The server's ``/api/zoom.bin`` stays the
 fallback (software WebGL, as in headless Chromium without a GPU, is slower than the
 server's CPU path) and the reference the page is tested against.
@@ -35,42 +36,26 @@ from metasrgan.viewer.routes import SliceDep, ViewerDep, ZoomDep, no_store
 from metasrgan.viewer.volumes import ScanError
 
 router = APIRouter(prefix="/api", dependencies=[Depends(no_store)])
-SKIPS = ("none", "bicubic")
-"""Skips the page can add itself (the skip image comes from here either way)."""
 
 
 def check_model(model: nn.Module) -> None:
     """Refuse models whose Meta-Upscale the page cannot reproduce (then it uses the server)."""
-    if not engine.supports_feature_cache(model) or not hasattr(model, "upscale"):
+    needed = ("extract_features", "skip_image", "condition", "upscale", "normalization")
+    if not all(hasattr(model, name) for name in needed):
         raise ScanError("this model cannot be run in the browser; the server computes its zooms")
-    if engine.acquisitions_of(model) or getattr(model, "skip", "none") not in SKIPS:
-        raise ScanError(
-            "this model is conditioned or has a skip the page does not add; the server "
-            "computes its zooms"
-        )
     if getattr(model, "channels", 1) != 1 or model.upscale.kernel_size != 3:
         raise ScanError("only one-channel models with 3x3 kernels run in the browser")
 
 
 @torch.no_grad()
-def phase_kernels(model: nn.Module, scale: Scale2d) -> np.ndarray:
-    """``[p_h * p_w, 9, C]`` float32: the kernel of every phase pair, taps (dy, dx) row by row."""
-    upscale = model.upscale
+def phase_kernels(model: nn.Module, scale: Scale2d, acquisition: str | None = None) -> np.ndarray:
+    """``[p_h * p_w, 9, C]`` float32: the kernel of every phase pair, taps (dy, dx) row by row,
+    as the model's own Meta-Upscale predicts them (its condition included)."""
     ref = next(iter(model.parameters()))
-    off_h = torch.tensor(scale.h.phase_offsets(), dtype=ref.dtype, device=ref.device)
-    off_w = torch.tensor(scale.w.phase_offsets(), dtype=ref.dtype, device=ref.device)
-    ph, pw = off_h.numel(), off_w.numel()
-    pos = torch.stack(
-        [
-            off_h[:, None].expand(ph, pw),
-            off_w[None, :].expand(ph, pw),
-            torch.full((ph, pw), scale.scale_feature(), dtype=ref.dtype, device=ref.device),
-        ],
-        dim=-1,
-    ).reshape(ph * pw, 3)
-    weights = upscale.weight_prediction(pos)  # [P, O * C * k * k], O = 1
-    channels = upscale.in_features
-    kernels = weights.view(ph * pw, channels, 9).permute(0, 2, 1)  # [P, tap, C]
+    condition = model.condition(scale, acquisition, ref)
+    kernels = model.upscale._phase_kernels(scale, ref, condition=condition)  # [ph, pw, 1, C, 3, 3]
+    ph, pw, _, channels = kernels.shape[:4]
+    kernels = kernels.reshape(ph * pw, channels, 9).permute(0, 2, 1)
     return np.ascontiguousarray(kernels.float().cpu().numpy())
 
 
@@ -100,13 +85,14 @@ def api_kernels(
     viewer: ViewerDep,
     scale_h: Annotated[float, Query(description="vertical zoom")] = 2.0,
     scale_w: Annotated[float, Query(description="horizontal zoom")] = 2.0,
+    acquisition: Annotated[str | None, Query(max_length=32)] = None,
 ):
     check_model(viewer.model)
     try:
         scale = engine.snap_scales(scale_h, scale_w)
+        kernels = phase_kernels(viewer.model, scale, acquisition)
     except ValueError as err:
         raise ScanError(str(err)) from None
-    kernels = phase_kernels(viewer.model, scale)
     norm = viewer.model.normalization
     meta = {
         "p_h": scale.h.p,
@@ -115,7 +101,7 @@ def api_kernels(
         "q_w": scale.w.q,
         "taps": 9,
         "channels": int(kernels.shape[2]),
-        "skip": getattr(viewer.model, "skip", "none"),
+        "skip": "none" if viewer.model.skip == "none" else "image",
         "mean": float(norm.mean),
         "std": float(norm.std),
     }
@@ -135,7 +121,7 @@ def api_skip(req: ZoomDep, viewer: ViewerDep):
     out_shape = req.scale.out_shape(*unit.shape)
     with torch.no_grad():
         bicubic = bicubic_resize(x, out_shape)[0, 0].numpy()
-    skip = bicubic if viewer.model.skip == "bicubic" else np.zeros_like(bicubic)
+        skip = viewer.model.skip_image(x, out_shape, req.acquisition)[0, 0].numpy()
     body = skip.astype("<f4").tobytes() + np.clip(bicubic, 0, 1).astype("<f4").tobytes()
     headers = {"X-Shape": f"{out_shape[0]},{out_shape[1]}", "X-Zoom": engine.scale_text(req.scale)}
     return Response(body, media_type="application/octet-stream", headers=headers)

@@ -90,7 +90,7 @@ async function zoomInBrowser(want) {
   const [height, width] = headers.get("X-Shape").split(",").map(Number);
   const n = height * width;
   const m = kernels.meta;
-  const skip = m.skip === "bicubic" ? new Float32Array(buffer, 0, n) : null;
+  const skip = m.skip === "image" ? new Float32Array(buffer, 0, n) : null;
   const t1 = performance.now();
   const srFloat = state.gpu.run(kernels.data, m, skip, height, width);
   const t2 = performance.now();

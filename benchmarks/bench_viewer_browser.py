@@ -136,6 +136,108 @@ def wait_idle(http, timeout: float = 120.0) -> None:
     raise RuntimeError("the server's look-ahead did not finish")
 
 
+class Page:
+    """The viewer page in Chromium, with the server's HTTP API beside it."""
+
+    def __init__(self, browser, http, url: str):
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.browser, self.http = browser, http
+        self.wait = WebDriverWait(browser, 120, poll_frequency=0.05)
+        browser.get(url)
+        self.wait.until(lambda d: d.execute_script("return window.viewerStats.zooms.length") > 0)
+        self.vol_id = ""
+
+    def open(self, path: Path) -> None:
+        """Upload a scan through the page's file input and wait until it is shown."""
+        message = lambda d: d.find_element("id", "message").text  # noqa: E731
+        self.browser.find_element("id", "upload").send_keys(str(path))
+        self.wait.until(lambda d: path.name in message(d) and "voxels of" in message(d))
+        value = self.browser.execute_script("return document.getElementById('volume').value")
+        self.vol_id = value.split(":", 1)[1]
+
+    def choose(self, control: str, value: str) -> None:
+        self.browser.execute_script(
+            "const c = document.getElementById(arguments[0]); c.value = arguments[1];"
+            "c.dispatchEvent(new Event('change'))",
+            control,
+            value,
+        )
+
+    def step(self, control: str, value, index: int, scale: float) -> dict | None:
+        """Move ``control`` (or press a key) and wait for the zoom of ``index`` at ``scale``."""
+        key = f"{self.vol_id}/axial/{index}/{scale:.2f}/{scale:.2f}"
+        rec = self.browser.execute_async_script(STEP, control, value, key)
+        if rec and rec.get("timeout"):
+            raise RuntimeError(f"no result for {key}")
+        return rec
+
+
+def zoom_sweep(page: Page, scales: list[float], rounds: int, rng) -> dict[float, list[dict]]:
+    """Park at x1 (no work), move to the slice, let the look-ahead compute its features,
+    then every scale once in shuffled order; ``rounds`` slices."""
+    per_scale: dict[float, list[dict]] = {s: [] for s in scales}
+    for r in range(rounds):
+        index = 3 + 3 * r
+        page.step("scale", 1.0, 6 if r == 0 else 3 * r, 1.0)
+        page.step("slice", index, index, 1.0)
+        wait_idle(page.http)
+        order = scales[1:]
+        rng.shuffle(order)
+        for s in order:
+            per_scale[s].append(page.step("scale", s, index, s))
+        per_scale[1.0].append(page.step("scale", 1.0, index, 1.0))
+    return per_scale
+
+
+def report_zoom(per_scale: dict[float, list[dict]]) -> None:
+    everything = [rec for recs in per_scale.values() for rec in recs]
+    print(f"\nzoom step, slider to new Meta-SRGAN pixels ({SIDE}x{SIDE} slice):")
+    for lo, hi in ((1.0, 1.95), (1.95, 2.95), (2.95, 4.01)):
+        band = [rec for s, recs in per_scale.items() if lo <= s < hi for rec in recs]
+        print(f"  x{lo:.1f}-{min(hi, 4.0):.1f}  drawn {stats([b['ms'] for b in band])}")
+        print(f"            frame {stats([b['frameMs'] for b in band])}")
+    print(f"  all       drawn {stats([b['ms'] for b in everything])}")
+    print(f"            frame {stats([b['frameMs'] for b in everything])}")
+    slowest = sorted(per_scale, key=lambda s: -np.median([r["ms"] for r in per_scale[s]]))
+    worst = [f"x{s} {np.median([r['ms'] for r in per_scale[s]]):.0f}" for s in slowest[:6]]
+    print("  slowest scales (p50 ms): " + ", ".join(worst))
+    server_ms = [b["server"]["metasrgan"] for b in everything if b["server"]]
+    where = sorted({b.get("where") for b in everything if b.get("where")})
+    print(f"  of which Meta-SRGAN itself ({', '.join(where)}) {stats(server_ms)}")
+
+
+def drag(page: Page, index: int) -> dict:
+    """60 input events 16 ms apart across x1.5-x3.9."""
+    values = [float(v) for v in np.round(np.linspace(1.5, 3.9, 60), 2)]
+    page.step("scale", 1.5, index, 1.5)
+    found = page.browser.execute_async_script(DRAG, values)
+    print(
+        f"\ndrag: 60 input events 16 ms apart -> {found['shown']} results shown, the "
+        f"last {found['afterLast']:.0f} ms after the last event; {stats(found['ms'])}"
+    )
+    return found
+
+
+def slice_changes(page: Page, index: int, count: int, other: Path) -> tuple[list, list]:
+    """At x2: ArrowUp with the look-ahead idle (warm); then on a volume never seen (no
+    features anywhere) PageUp, +5 slices, beyond the look-ahead's 4 (cold)."""
+    page.step("scale", 2.0, index, 2.0)
+    page.step("slice", 0, 0, 2.0)
+    warm, cold = [], []
+    for k in range(1, count + 1):
+        wait_idle(page.http)
+        warm.append(page.step("key", "ArrowUp", k, 2.0))
+    page.open(other)
+    page.step("slice", 0, 0, 2.0)
+    for k in (5, 10):
+        wait_idle(page.http)
+        cold.append(page.step("key", "PageUp", k, 2.0))
+    print(f"\nslice change at x2, look-ahead warm  {stats([w['frameMs'] for w in warm])}")
+    print(f"slice change at x2, cold (+5 slices) {stats([c['frameMs'] for c in cold])}")
+    return warm, cold
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
@@ -155,7 +257,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import httpx
-    from selenium.webdriver.support.ui import WebDriverWait
 
     rng = random.Random(args.seed)
     scales = [round(1.0 + 0.1 * k, 1) for k in range(31)]
@@ -169,97 +270,19 @@ def main(argv: list[str] | None = None) -> int:
         browser = start_browser()
         browser.set_script_timeout(300)
         try:
-            http = httpx.Client(base_url=url, timeout=120)
-            browser.get(url)
-            wait = WebDriverWait(browser, 120, poll_frequency=0.05)
-            wait.until(lambda d: d.execute_script("return window.viewerStats.zooms.length") > 0)
-            browser.find_element("id", "upload").send_keys(str(volume))
-            wait.until(lambda d: "voxels of" in d.find_element("id", "message").text)
-            wait.until(lambda d: volume.name in d.find_element("id", "message").text)
-            vol_id = browser.execute_script("return document.getElementById('volume').value")
-            vol_id = vol_id.split(":", 1)[1]
-            print(f"server {url}, volume {vol_id}, load average {os.getloadavg()}")
-            browser.execute_script(
-                "const c = document.getElementById('compute'); c.value = arguments[0];"
-                "c.dispatchEvent(new Event('change'))",
-                args.compute,
-            )
-
-            def step(control, value, index, scale):
-                key = f"{vol_id}/axial/{index}/{scale:.2f}/{scale:.2f}"
-                rec = browser.execute_async_script(STEP, control, value, key)
-                if rec and rec.get("timeout"):
-                    raise RuntimeError(f"no result for {key}")
-                return rec
-
-            # 1. zoom steps: park at x1 (no work), move to the slice, let the look-ahead
-            # compute its features, then every scale once
-            per_scale: dict[float, list[dict]] = {s: [] for s in scales}
-            for r in range(args.rounds):
-                index = 3 + 3 * r
-                step("scale", 1.0, 6 if r == 0 else 3 * r, 1.0)
-                step("slice", index, index, 1.0)
-                wait_idle(http)
-                order = scales[1:]
-                rng.shuffle(order)
-                for s in order:
-                    per_scale[s].append(step("scale", s, index, s))
-                per_scale[1.0].append(step("scale", 1.0, index, 1.0))
+            page = Page(browser, httpx.Client(base_url=url, timeout=120), url)
+            page.open(volume)
+            print(f"server {url}, volume {page.vol_id}, load average {os.getloadavg()}")
+            page.choose("compute", args.compute)
+            per_scale = zoom_sweep(page, scales, args.rounds, rng)
             results["zoom"] = {str(s): recs for s, recs in per_scale.items()}
-            everything = [rec for recs in per_scale.values() for rec in recs]
-            print(f"\nzoom step, slider to new Meta-SRGAN pixels ({SIDE}x{SIDE} slice):")
-            for lo, hi in ((1.0, 1.95), (1.95, 2.95), (2.95, 4.01)):
-                band = [rec for s, recs in per_scale.items() if lo <= s < hi for rec in recs]
-                print(f"  x{lo:.1f}-{min(hi, 4.0):.1f}  drawn {stats([b['ms'] for b in band])}")
-                print(f"            frame {stats([b['frameMs'] for b in band])}")
-            print(f"  all       drawn {stats([b['ms'] for b in everything])}")
-            print(f"            frame {stats([b['frameMs'] for b in everything])}")
-            slowest = sorted(per_scale, key=lambda s: -np.median([r["ms"] for r in per_scale[s]]))
-            worst = [f"x{s} {np.median([r['ms'] for r in per_scale[s]]):.0f}" for s in slowest[:6]]
-            print("  slowest scales (p50 ms): " + ", ".join(worst))
-            server_ms = [b["server"]["metasrgan"] for b in everything if b["server"]]
-            where = sorted({b.get("where") for b in everything if b.get("where")})
-            print(f"  of which Meta-SRGAN itself ({', '.join(where)}) {stats(server_ms)}")
-            if args.zoom_only:
-                return 0
-
-            # 2. a drag
-            values = [float(v) for v in np.round(np.linspace(1.5, 3.9, 60), 2)]
-            step("scale", 1.5, index, 1.5)
-            drag = browser.execute_async_script(DRAG, values)
-            results["drag"] = drag
-            print(
-                f"\ndrag: 60 input events 16 ms apart -> {drag['shown']} results shown, the "
-                f"last {drag['afterLast']:.0f} ms after the last event; {stats(drag['ms'])}"
-            )
-
-            # 3. slice changes at x2
-            step("scale", 2.0, index, 2.0)
-            step("slice", 0, 0, 2.0)
-            warm, cold = [], []
-            for k in range(1, args.slice_changes + 1):
-                wait_idle(http)
-                warm.append(step("key", "ArrowUp", k, 2.0))
-            # cold: another volume (never seen: no features anywhere), +5 slices at a time,
-            # beyond the look-ahead's 4
-            browser.find_element("id", "upload").send_keys(str(other))
-            wait.until(
-                lambda d: (
-                    other.name in d.find_element("id", "message").text
-                    and "voxels of" in d.find_element("id", "message").text
-                )
-            )
-            vol_id = browser.execute_script("return document.getElementById('volume').value")
-            vol_id = vol_id.split(":", 1)[1]
-            step("slice", 0, 0, 2.0)
-            for k in (5, 10):
-                wait_idle(http)
-                cold.append(step("key", "PageUp", k, 2.0))
-            results["slice_warm"], results["slice_cold"] = warm, cold
-            print(f"\nslice change at x2, look-ahead warm  {stats([w['frameMs'] for w in warm])}")
-            print(f"slice change at x2, cold (+5 slices) {stats([c['frameMs'] for c in cold])}")
-            errors = browser.execute_script("return window.viewerStats.errors")
-            print(f"page errors: {errors}")
+            report_zoom(per_scale)
+            if not args.zoom_only:
+                last = 3 + 3 * (args.rounds - 1)
+                results["drag"] = drag(page, last)
+                warm, cold = slice_changes(page, last, args.slice_changes, other)
+                results["slice_warm"], results["slice_cold"] = warm, cold
+            print(f"page errors: {browser.execute_script('return window.viewerStats.errors')}")
         finally:
             browser.quit()
             proc.terminate()

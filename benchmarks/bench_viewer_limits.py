@@ -90,6 +90,79 @@ class RssSampler:
         self._thread.join()
 
 
+def fairness(http, token: dict, volume: Path, n: int, failures: list[str]) -> dict:
+    """Light zooms alone, then while a heavy zoom of another client runs."""
+    small = http.post(
+        "/api/volumes", params={"filename": volume.name}, content=volume.read_bytes(),
+        headers=token,
+    ).json()  # fmt: skip
+    large = http.post(
+        "/api/volumes", params={"filename": "big.png"}, content=big_png(), headers=token
+    ).json()
+
+    def light(scale: float, seq: int) -> float:
+        params = dict(volume=small["id"], axis="axial", index=6, scale=scale)
+        t0 = time.perf_counter()
+        r = http.get("/api/zoom.bin", params={**params, "client": "light", "seq": seq})
+        if r.status_code != 200:
+            failures.append(f"light x{scale}: {r.status_code} {r.text[:200]}")
+        return (time.perf_counter() - t0) * 1e3
+
+    heavy_ms: list[float] = []
+
+    def heavy():
+        params = dict(volume=large["id"], axis="axial", index=0, scale=4.0)
+        t0 = time.perf_counter()
+        r = http.get("/api/zoom.bin", params={**params, "client": "heavy"})
+        heavy_ms.append((time.perf_counter() - t0) * 1e3)
+        if r.status_code != 200:
+            failures.append(f"heavy: {r.status_code} {r.text[:200]}")
+
+    light(2.0, 0)  # features of the light slice
+    scales = [round(1.1 + 0.1 * k, 1) for k in range(2 * n)]
+    alone = [light(s, i + 1) for i, s in enumerate(scales[:n])]
+    thread = threading.Thread(target=heavy)
+    thread.start()
+    time.sleep(0.3)  # the heavy zoom is computing its features now
+    during = []
+    for i, s in enumerate(scales[n:]):
+        if not thread.is_alive():
+            break
+        during.append(light(s, 100 + i))
+    thread.join()
+    delay = (max(during) - float(np.median(alone))) if during else float("nan")
+    print(f"light zooms alone          {stats(alone)}")
+    print(f"light zooms during heavy   {stats(during)}")
+    print(f"heavy zoom (1024x1024 x4, cold features) {heavy_ms[0]:.0f} ms")
+    print(f"worst delay of a light zoom: {delay:.0f} ms (target <= 1000 ms)")
+    return {"alone_ms": alone, "during_ms": during, "heavy_ms": heavy_ms, "worst_delay_ms": delay}
+
+
+def bombs(http, token: dict, pid: int, limit: int, failures: list[str]) -> dict:
+    """Three gzip bombs at once, the server's RSS sampled meanwhile."""
+    bomb = gzip_bomb()
+    base = RssSampler(pid).proc.memory_info().rss
+
+    def upload(i: int):
+        return http.post(
+            "/api/volumes", params={"filename": f"bomb{i}.nii.gz"}, content=bomb, headers=token
+        )
+
+    with RssSampler(pid) as rss, ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(upload, range(3)))
+    codes = [a.status_code for a in answers]
+    rise = rss.peak - base
+    print(
+        f"\n3 gzip bombs of {len(bomb) / 1024:.0f} KB (512 MiB inflated) at once: "
+        f"answers {codes}, server RSS +{rise / 1024**2:.1f} MB at peak "
+        f"(decode limit {limit / 1024**2:.0f} MB)"
+    )
+    if any(c != 413 for c in codes):
+        failures.append(f"bombs answered {codes}, not 413")
+    print("message:", answers[0].json()["error"])
+    return {"bomb_bytes": len(bomb), "bomb_codes": codes, "bomb_rss_rise": rise, "limit": limit}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
@@ -101,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     import httpx
 
     results: dict = {"cpus": os.cpu_count(), "load": os.getloadavg()}
-    failures = []
+    failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         volume = make_volume(Path(tmp))
         proc, url = start_server(args)
@@ -109,78 +182,10 @@ def main(argv: list[str] | None = None) -> int:
             http = httpx.Client(base_url=url, timeout=300)
             info = http.get("/api/info").json()
             token = {"x-metasrgan-token": info["token"]}
-            small = http.post(
-                "/api/volumes", params={"filename": volume.name}, content=volume.read_bytes(),
-                headers=token,
-            ).json()  # fmt: skip
-            large = http.post(
-                "/api/volumes", params={"filename": "big.png"}, content=big_png(), headers=token
-            ).json()
-
-            def light(scale: float, seq: int) -> float:
-                params = dict(volume=small["id"], axis="axial", index=6, scale=scale)
-                t0 = time.perf_counter()
-                r = http.get("/api/zoom.bin", params={**params, "client": "light", "seq": seq})
-                if r.status_code != 200:
-                    failures.append(f"light x{scale}: {r.status_code} {r.text[:200]}")
-                return (time.perf_counter() - t0) * 1e3
-
-            light(2.0, 0)  # features of the light slice
-            scales = [round(1.1 + 0.1 * k, 1) for k in range(2 * args.small)]
-            alone = [light(s, i + 1) for i, s in enumerate(scales[: args.small])]
-
-            heavy_ms: list[float] = []
-
-            def heavy():
-                params = dict(volume=large["id"], axis="axial", index=0, scale=4.0)
-                t0 = time.perf_counter()
-                r = http.get("/api/zoom.bin", params={**params, "client": "heavy"})
-                heavy_ms.append((time.perf_counter() - t0) * 1e3)
-                if r.status_code != 200:
-                    failures.append(f"heavy: {r.status_code} {r.text[:200]}")
-
-            thread = threading.Thread(target=heavy)
-            thread.start()
-            time.sleep(0.3)  # the heavy zoom is computing its features now
-            during = []
-            for i, s in enumerate(scales[args.small :]):
-                if not thread.is_alive():
-                    break
-                during.append(light(s, 100 + i))
-            thread.join()
-            results.update(alone_ms=alone, during_ms=during, heavy_ms=heavy_ms)
-            delay = (max(during) - float(np.median(alone))) if during else float("nan")
-            results["worst_delay_ms"] = delay
             print(f"server {url}; load average {os.getloadavg()}")
-            print(f"light zooms alone          {stats(alone)}")
-            print(f"light zooms during heavy   {stats(during)}")
-            print(f"heavy zoom (1024x1024 x4, cold features) {heavy_ms[0]:.0f} ms")
-            print(f"worst delay of a light zoom: {delay:.0f} ms (target <= 1000 ms)")
-
-            # 2. gzip bombs
-            bomb = gzip_bomb()
+            results.update(fairness(http, token, volume, args.small, failures))
             limit = info["limits"]["max_voxels"] * 4
-            base = RssSampler(proc.pid).proc.memory_info().rss
-
-            def upload(i: int):
-                return http.post(
-                    "/api/volumes", params={"filename": f"bomb{i}.nii.gz"}, content=bomb,
-                    headers=token,
-                )  # fmt: skip
-
-            with RssSampler(proc.pid) as rss, ThreadPoolExecutor(3) as pool:
-                answers = list(pool.map(upload, range(3)))
-            codes = [a.status_code for a in answers]
-            rise = rss.peak - base
-            results.update(bomb_bytes=len(bomb), bomb_codes=codes, bomb_rss_rise=rise, limit=limit)
-            print(
-                f"\n3 gzip bombs of {len(bomb) / 1024:.0f} KB (512 MiB inflated) at once: "
-                f"answers {codes}, server RSS +{rise / 1024**2:.1f} MB at peak "
-                f"(decode limit {limit / 1024**2:.0f} MB)"
-            )
-            if any(c != 413 for c in codes):
-                failures.append(f"bombs answered {codes}, not 413")
-            print("message:", answers[0].json()["error"])
+            results.update(bombs(http, token, proc.pid, limit, failures))
         finally:
             proc.terminate()
             proc.wait(10)

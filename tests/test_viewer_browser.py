@@ -202,7 +202,7 @@ def _pixel(js, canvas_id: str, x: int, y: int) -> int:
     )
 
 
-def test_window_level_wheel_and_keyboard_scrolling(browser, served):
+def test_window_level_drag_and_presets(browser, served):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -234,6 +234,16 @@ def test_window_level_wheel_and_keyboard_scrolling(browser, served):
     Select(browser.find_element(By.ID, "wl-preset")).select_by_value("auto")
     wait.until(lambda d: [_pixel(js, "lr", 90, 106), _pixel(js, "sr", 180, 212)] == before)
 
+
+def test_wheel_and_keyboard_scrolling_fit_and_crosshair(browser, served):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    _, url = served
+    wait, js, width, text = _helpers(browser)
+    browser.get(url)
+    wait.until(lambda d: width("sr") == 362 and "ms" in text("timings"))
+    stage = browser.find_elements(By.CLASS_NAME, "stage")[0]
     # the mouse wheel over a panel and the arrow keys step through slices
     assert text("slice-value") == "6 / 11"
     viewport = browser.find_elements(By.CLASS_NAME, "viewport")[1]

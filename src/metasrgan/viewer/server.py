@@ -308,6 +308,7 @@ def create_app(
         axis, index = volume.default_view()
         first = ZoomRequest(volume, axis, index, Scale2d.of(2), None, "startup", 0)
         viewer.zoom(first)  # the page's first view is ready
+
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         viewer.pool.start()

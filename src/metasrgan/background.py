@@ -2,21 +2,26 @@
 
 Skull-stripped scans (BraTS) are mostly an exactly constant background.  Every layer of the
 generator is local: its value at a pixel depends only on the input within the layer's
-cumulative receptive radius ``rho`` and, within ``rho`` of the image border, on where the
-border is (zero padding).  So wherever that neighbourhood holds only the background value
-``c``, the layer's value is the one it has on an image filled with ``c``.  Such an image's
-maps are computed once per ``c`` on a small ``S x S`` image (``S = 2 R + 1``, ``R`` the
-receptive radius: every border configuration of a larger image occurs in it) and read by
-index for any slice size; each layer is then computed only on the box of pixels within its
-own radius of the anatomy (the box grows by each convolution's reach), with the background
-maps around it; the Meta-Upscale the same way, and the global skip image (bicubic or sinc)
-of the whole slice once, as :mod:`metasrgan.tiling` does.
+cumulative receptive radius and, near the image border, on where the border is (zero
+padding).  So wherever that neighbourhood holds only the background value ``c``, the layer's
+value is the one it has on an image filled with ``c``.  That image's maps are computed once
+per ``c`` on a small ``S x S`` image (``S = 2 R + 1``, ``R`` the receptive radius: every
+border configuration of a larger image occurs in it) and spread, once per slice size, to
+full-size maps by index.
+
+A slice is then computed on one window: the box of its anatomy grown by ``R + 1`` (aligned
+to the scale's period).  Each convolution runs on the window; its outermost ``k`` pixels
+(``k`` its reach), wrong because the convolution zero-pads there, lie beyond the anatomy's
+reach and are overwritten with the background map, so every layer is exact on the whole
+window.  The Meta-Upscale runs on the window too, its output is written into the constant
+slice's output, and the global skip image (bicubic or sinc) of the whole slice is added
+once, as in :mod:`metasrgan.tiling`.
 
 The result equals the dense forward pass up to float rounding (a convolution on a smaller
-box may sum in another order); tests compare the two on real skull-stripped slices.  Slices
-where the anatomy's box reaches most of the image (noisy backgrounds) take the dense path,
-so they cost what they did.  Supported: :class:`~metasrgan.models.MetaSRGAN` with the
-SRResNet feature extractor in eval mode (other models: ``None``, the caller runs them dense).
+image may sum in another order); tests compare the two on real skull-stripped slices.
+Slices whose window covers most of the image (noisy backgrounds) take the dense path, so
+they cost what they did.  Supported: :class:`~metasrgan.models.MetaSRGAN` with the SRResNet
+feature extractor in eval mode (other models get ``None``: the caller runs them dense).
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ from metasrgan.scale import Scale2d
 
 DENSE_ABOVE = 0.85
 """Run dense when the anatomy box grown by the receptive radius covers more of the slice."""
+
+MAPS_MAX_BYTES = 256 << 20
+"""Largest full-size background maps kept (13 maps of 64 channels: slices up to ~280x280);
+larger slices run dense."""
 
 
 @dataclass(frozen=True)
@@ -83,59 +92,46 @@ def supports(model: nn.Module) -> bool:
 
 
 class _Walk:
-    """One pass through the feature extractor, dense (``record``: keep every map that is
-    read around a box) or on boxes (``replay``: read those maps by index)."""
+    """The feature extractor on one window, dense (``record``: keep each convolution's raw
+    output) or exact on a window of a larger slice (``replay``: reset each convolution's
+    border ring, where it zero-padded inside the slice, from the recorded maps)."""
 
-    def __init__(self, height: int, width: int, maps: list | None, index=None,
-                 memory_format=torch.contiguous_format):  # fmt: skip
-        self.height, self.width = height, width
-        self.memory_format = memory_format
+    def __init__(self, window: Box, size: tuple[int, int], maps: list | None = None):
+        self.window, self.size = window, size
         self.record = maps is None
-        self.maps = [] if maps is None else maps
-        self.index = index  # (rows, cols) gathers from the small image's maps
+        self.maps = [] if maps is None else maps  # replay: full-size [1, C, H, W] maps
         self.n = 0
 
-    def around(self, t: torch.Tensor, box: Box, outer: Box) -> torch.Tensor:
-        """``t`` (the values on ``box``) on the larger ``outer``, background around it."""
+    def conv(self, conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
+        y = conv(t)
         if self.record:
-            self.maps.append(t)
-            return t
-        bg = self.maps[self.n]
+            self.maps.append(y)
+            return y
+        bg = self.maps[self.n][:, :, self.window.r0 : self.window.r1,
+                               self.window.c0 : self.window.c1]  # fmt: skip
         self.n += 1
-        if box == outer:
-            return t
-        rows, cols = self.index
-        out = bg[:, :, rows[outer.r0 : outer.r1]][:, :, :, cols[outer.c0 : outer.c1]]
-        out = out.expand(t.shape[0], -1, -1, -1).contiguous(memory_format=self.memory_format)
-        r, k = box.inside(outer)
-        out[:, :, r, k] = t
-        return out
-
-    def conv(self, conv: nn.Conv2d, t: torch.Tensor, box: Box) -> tuple[torch.Tensor, Box]:
         k = conv.kernel_size[0] // 2
-        target = box.grow(k, self.height, self.width)
-        window = target.grow(k, self.height, self.width)
-        y = conv(self.around(t, box, window))
-        r, c = target.inside(window)
-        return y[:, :, r, c], target
+        w, (height, width) = self.window, self.size
+        if w.r0 > 0:
+            y[:, :, :k] = bg[:, :, :k]
+        if w.r1 < height:
+            y[:, :, -k:] = bg[:, :, -k:]
+        if w.c0 > 0:
+            y[:, :, :, :k] = bg[:, :, :, :k]
+        if w.c1 < width:
+            y[:, :, :, -k:] = bg[:, :, :, -k:]
+        return y
 
-    def add(self, a, a_box: Box, b, b_box: Box) -> tuple[torch.Tensor, Box]:
-        """``a + b``; ``a_box`` lies inside ``b_box`` (the residual paths only grow)."""
-        return self.around(a, a_box, b_box) + b, b_box
-
-    def features(self, model: nn.Module, x: torch.Tensor, box: Box) -> tuple[torch.Tensor, Box]:
-        """``model.extract_features`` on ``box`` (``x``: the input on that box)."""
+    def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``model.extract_features(x)`` (``x``: the input on the window)."""
         net = model.features
-        t, b = self.conv(net.head[0], model.normalization.encode(x), box)
-        head, head_box = net.head[1](t), b
+        head = net.head[1](self.conv(net.head[0], model.normalization.encode(x)))
         t = head
         for block in net.body:
             conv1, norm1, act, conv2, norm2 = block.body
-            h, hb = self.conv(conv1, t, b)
-            h, hb = self.conv(conv2, act(norm1(h)), hb)
-            t, b = self.add(t, b, norm2(h), hb)
-        e, eb = self.conv(net.body_end[0], t, b)
-        return self.add(head, head_box, net.body_end[1](e), eb)
+            h = self.conv(conv2, act(norm1(self.conv(conv1, t))))
+            t = t + norm2(h)
+        return head + net.body_end[1](self.conv(net.body_end[0], t))
 
 
 def _fold(n: int, m: int, device) -> torch.Tensor:
@@ -164,6 +160,7 @@ class BackgroundSkip:
         cl = weight is not None and not weight.is_contiguous()
         self.memory_format = torch.channels_last if cl else torch.contiguous_format
         self._small: dict[float, list] = {}
+        self._full: tuple[tuple, list] | None = None  # the latest (value, H, W) only
         self._residual: dict[tuple, torch.Tensor] = {}
         self.skipped_pixels = 0
         self.pixels = 0
@@ -175,69 +172,83 @@ class BackgroundSkip:
         height, width = x.shape[-2:]
         side = 2 * self.radius + 1
         self.pixels += x.shape[0] * height * width
-        if min(height, width) < side or not supports(self.model):
+        maps_bytes = 13 * 4 * self.model.features.head[0].out_channels * height * width
+        if min(height, width) < side or not supports(self.model) or maps_bytes > MAPS_MAX_BYTES:
             return None
         found = anatomy_box(x)
         if found is None:
             return None
         value, box = found
-        grown = box.grow(self.radius, height, width) if box is not None else None
-        if grown is not None and grown.area > DENSE_ABOVE * height * width:
-            return None
-        self.skipped_pixels += x.shape[0] * (height * width - (grown.area if grown else 0))
+        need = window = None
+        if box is not None:
+            need, window = self._boxes(box, height, width)
+            if window.area > DENSE_ABOVE * height * width:
+                return None
+        self.skipped_pixels += x.shape[0] * (height * width - (window.area if window else 0))
         rule = self.scale.out_shape(height, width)
         residual = self._background_residual(value, x, rule)
         residual = residual.expand(x.shape[0], -1, -1, -1).clone()
         if box is not None:
-            self._paste_residual(x, box, value, residual)
+            self._paste_residual(x, need, window, value, residual)
         from metasrgan.tiling import finish_residual
 
         return finish_residual(self.model, x, residual, rule, self.acquisition)
 
-    def _maps(self, value: float, ref: torch.Tensor) -> list:
-        """The feature extractor's maps on the small constant image (recorded once)."""
-        if value not in self._small:
-            side = 2 * self.radius + 1
-            const = ref.new_full((1, ref.shape[1], side, side), value)
-            walk = _Walk(side, side, None, memory_format=self.memory_format)
-            feats, _ = walk.features(self.model, const, Box(0, side, 0, side))
-            self._small[value] = [*walk.maps, feats]
-        return self._small[value]
-
-    def _walk(self, value: float, x: torch.Tensor) -> _Walk:
-        height, width = x.shape[-2:]
-        m = self.radius
-        index = (_fold(height, m, x.device), _fold(width, m, x.device))
-        return _Walk(height, width, self._maps(value, x), index, self.memory_format)
-
-    def _background_residual(self, value: float, x: torch.Tensor, rule) -> torch.Tensor:
-        """The residual of a whole constant slice of this size (once per value and size)."""
-        height, width = x.shape[-2:]
-        key = (value, height, width)
-        if key not in self._residual:
-            walk = self._walk(value, x)
-            small = self._maps(value, x)[-1]
-            rows, cols = walk.index
-            feats = small[:, :, rows][:, :, :, cols]
-            self._residual[key] = self.model.residual(feats, self.scale, rule, self.acquisition)
-        return self._residual[key]
-
-    def _paste_residual(self, x: torch.Tensor, box: Box, value: float, out: torch.Tensor):
-        """Compute the residual where it differs from the background's and write it in."""
-        height, width = x.shape[-2:]
+    def _boxes(self, box: Box, height: int, width: int) -> tuple[Box, Box]:
+        """LR pixels whose outputs differ from the background's (the anatomy's box grown by
+        ``R``, ends on multiples of ``q``), and the window computing them (one more pixel
+        for the upscaler's neighbourhood, starting on a multiple of ``q``: same phases)."""
         sh, sw = self.scale.h, self.scale.w
-        walk = self._walk(value, x)
-        # features on the box, then the upscaler on LR pixels reading anything non-background
-        feats, fbox = walk.features(self.model, x[:, :, box.r0 : box.r1, box.c0 : box.c1], box)
-        need = fbox.grow(1, height, width)
+        need = box.grow(self.radius, height, width)
         need = Box(need.r0 // sh.q * sh.q, min(height, -(-need.r1 // sh.q) * sh.q),
                    need.c0 // sw.q * sw.q, min(width, -(-need.c1 // sw.q) * sw.q))  # fmt: skip
         window = need.grow(1, height, width)
         window = Box(window.r0 // sh.q * sh.q, window.r1, window.c0 // sw.q * sw.q, window.c1)
-        f = walk.around(feats, fbox, window)  # the last recorded map: the features'
+        return need, window
 
+    def _maps(self, value: float, ref: torch.Tensor) -> list:
+        """Each convolution's raw output on the small constant image, then the features
+        (recorded once per value)."""
+        if value not in self._small:
+            side = 2 * self.radius + 1
+            const = ref.new_full((1, ref.shape[1], side, side), value)
+            walk = _Walk(Box(0, side, 0, side), (side, side))
+            feats = walk.features(self.model, const)
+            self._small[value] = [*walk.maps, feats]
+        return self._small[value]
+
+    def _full_maps(self, value: float, x: torch.Tensor) -> list:
+        """The small image's maps at this slice's size (each pixel reads the small-image
+        pixel at the same distances from the borders, up to the receptive radius)."""
+        key = (value, *x.shape[-2:])
+        if self._full is None or self._full[0] != key:
+            self._full = None  # free the previous size's maps first
+            m = self.radius
+            rows, cols = (_fold(n, m, x.device) for n in x.shape[-2:])
+            maps = [
+                t[:, :, rows][:, :, :, cols].contiguous(memory_format=self.memory_format)
+                for t in self._maps(value, x)
+            ]
+            self._full = (key, maps)
+        return self._full[1]
+
+    def _background_residual(self, value: float, x: torch.Tensor, rule) -> torch.Tensor:
+        """The residual of a whole constant slice of this size (once per value and size)."""
+        key = (value, *x.shape[-2:])
+        if key not in self._residual:
+            feats = self._full_maps(value, x)[-1]
+            self._residual[key] = self.model.residual(feats, self.scale, rule, self.acquisition)
+        return self._residual[key]
+
+    def _paste_residual(self, x, need: Box, window: Box, value: float, out: torch.Tensor):
+        """Compute the residual on ``window`` and write its ``need`` part into ``out``."""
+        height, width = x.shape[-2:]
+        sh, sw = self.scale.h, self.scale.w
+        walk = _Walk(window, (height, width), self._full_maps(value, x)[:-1])
+        crop = x[:, :, window.r0 : window.r1, window.c0 : window.c1]
+        feats = walk.features(self.model, crop.contiguous(memory_format=self.memory_format))
         shape = self.scale.out_shape(window.r1 - window.r0, window.c1 - window.c0)
-        y = self.model.residual(f, self.scale, shape, self.acquisition)
+        y = self.model.residual(feats, self.scale, shape, self.acquisition)
         o_r0, o_c0 = window.r0 * sh.p // sh.q, window.c0 * sw.p // sw.q
         r0, c0 = need.r0 * sh.p // sh.q, need.c0 * sw.p // sw.q
         n_out_h, n_out_w = out.shape[-2:]

@@ -1,0 +1,229 @@
+"""Whole volumes: background skipping, through-plane upscaling, batch size and peak memory.
+
+Run: ``python -m benchmarks.bench_volume [--threads 2] [--depth 155] [--parts 1 2 3]
+[--quick] [--json FILE]``.
+
+The volume is BraTS-like: the skull-stripped Colin27 T1 (``ch2bet.nii.gz`` of Debian's
+``mricron-data``; without it, the bundled Colin27 slab masked to its brain and repeated)
+centred in a 240x240 frame, 155 axial slices through the brain, 1 mm, zero background.
+The model has the shipped recipe's layout (``configs/shipped.yaml``: acquisition-conditioned,
+sinc skip for k-space, no batch norm), channels-last, CPU.
+
+1. x2 in-plane, dense (``skip_background=False``) against background skipping, on the
+   skull-stripped volume and on the same volume with Rician noise everywhere (no constant
+   background: skipping must fall back to dense and cost no more); outputs compared.
+2. Through-plane: the volume made 1x1x5 mm (5-slice box average, 31 slices) upscaled to
+   1 mm (``--spacing 1``: x5 on the slice axis, (5, 1) scales on sagittal slices) against
+   x2 in-plane; seconds per output voxel, both dense.
+3. Peak resident memory of a whole-volume x2 run (default settings: batch sized from the
+   available memory, background skipping) in a fresh process.
+
+Every time is also a ratio to the convolution roofline measured in the same run
+(:mod:`benchmarks.roofline`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.roofline import conv_rate, count_flops, ratio
+
+CH2BET = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
+SHIPPED_ARGS = {
+    "skip": "acquisition",
+    "norm": "none",
+    "acquisitions": ["kspace", "thick", "bicubic"],
+    "default_acquisition": "kspace",
+}
+
+
+def brats_like(depth: int = 155, side: int = 240) -> np.ndarray:
+    """A skull-stripped volume in BraTS's frame (see the module docstring)."""
+    import nibabel as nib
+
+    if CH2BET.is_file():
+        data = np.asarray(nib.load(str(CH2BET)).dataobj, dtype=np.float32)
+    else:
+        from scipy import ndimage
+
+        from metasrgan.samples_path import sample_path
+
+        slab = np.asarray(nib.load(str(sample_path("colin27_val"))).dataobj, dtype=np.float32)
+        brain = ndimage.binary_opening(slab > np.percentile(slab[slab > 0], 40), iterations=4)
+        data = np.tile(np.where(brain, slab, 0), (1, 1, -(-depth // slab.shape[2])))
+    z = np.nonzero(data.any(axis=(0, 1)))[0]
+    mid = (z[0] + z[-1]) // 2
+    data = data[:side, :side, max(0, mid - depth // 2) : max(0, mid - depth // 2) + depth]
+    out = np.zeros((side, side, depth), dtype=np.float32)
+    top, left = (side - data.shape[0]) // 2, (side - data.shape[1]) // 2
+    out[top : top + data.shape[0], left : left + data.shape[1], : data.shape[2]] = data
+    return out
+
+
+def shipped_layout_model() -> torch.nn.Module:
+    from metasrgan.registry import make
+
+    torch.manual_seed(0)
+    model = make({"name": "meta-srgan", "args": SHIPPED_ARGS}).eval()
+    last = model.upscale.weight_prediction.body[-1]
+    with torch.no_grad():  # a non-zero residual, as a trained model has
+        last.weight.normal_(0, 0.02)
+    return model.to(memory_format=torch.channels_last)
+
+
+def run_volume(model, volume, affine, skip: bool, **plan) -> tuple[np.ndarray, float, float]:
+    from metasrgan.volume import plan_volume, upscale_volume
+
+    p = plan_volume(volume.shape, affine, **plan)
+    start, cpu = time.perf_counter(), time.process_time()
+    out, _ = upscale_volume(model, volume, affine, p, progress=False, skip_background=skip)
+    return out, time.perf_counter() - start, time.process_time() - cpu
+
+
+def volume_flops(model, volume: np.ndarray, skip: bool, every: int = 1) -> float:
+    """FLOPs of the x2 in-plane pass over ``volume`` (axial slices), counted on every
+    ``every``-th slice and scaled up to all of them."""
+    from metasrgan.background import BackgroundSkip
+    from metasrgan.intensity import IntensityMap
+
+    unit = IntensityMap.fit(volume).apply(volume, clip=False)
+    picked = range(0, volume.shape[2], every)
+    bg = BackgroundSkip(model, 2.0, "kspace")
+
+    def run():
+        with torch.no_grad():
+            for k in picked:
+                x = torch.from_numpy(np.ascontiguousarray(unit[:, :, k]))[None, None]
+                if not skip or bg(x) is None:
+                    model(x, 2.0, acquisition="kspace")
+
+    return count_flops(run) * volume.shape[2] / len(picked)
+
+
+def part_background(model, depth: int, rate: float) -> dict:
+    stripped = brats_like(depth)
+    rng = np.random.default_rng(0)
+    sigma = 0.03 * float(stripped.max())
+    noisy = np.hypot(stripped + rng.normal(0, sigma, stripped.shape),
+                     rng.normal(0, sigma, stripped.shape)).astype(np.float32)  # fmt: skip
+    affine = np.eye(4)
+    rows = {}
+    print(f"\n1. {stripped.shape} at x2 in-plane: dense vs background skipping")
+    print("| volume | dense s | skipping s | speed-up | max abs diff / max | dense ratio "
+          "| skipping ratio (executed FLOPs) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for name, vol in (("skull-stripped", stripped), ("noisy background", noisy)):
+        dense, t_dense, c_dense = run_volume(model, vol, affine, False, scale=2.0)
+        fast, t_fast, c_fast = run_volume(model, vol, affine, True, scale=2.0)
+        diff = float(np.abs(dense - fast).max() / np.abs(dense).max())
+        every = max(1, depth // 31)
+        f_dense = volume_flops(model, vol, False, every)
+        f_fast = volume_flops(model, vol, True, every)
+        row = {
+            "dense_s": t_dense, "skip_s": t_fast, "dense_cpu_s": c_dense, "skip_cpu_s": c_fast,
+            "speedup": t_dense / t_fast, "cpu_speedup": c_dense / c_fast, "rel_diff": diff,
+            "dense_gflop": f_dense / 1e9, "skip_gflop": f_fast / 1e9,
+            "dense_ratio": ratio(t_dense, f_dense, rate), "skip_ratio": ratio(t_fast, f_fast, rate),
+        }  # fmt: skip
+        rows[name] = row
+        print(f"| {name} | {t_dense:.1f} | {t_fast:.1f} | {row['speedup']:.2f}x "
+              f"(CPU {row['cpu_speedup']:.2f}x) | {diff:.1e} | {row['dense_ratio']:.2f} "
+              f"| {row['skip_ratio']:.2f} ({f_fast / f_dense:.0%} of dense) |",
+              flush=True)  # fmt: skip
+    return rows
+
+
+def part_through_plane(model, depth: int, rate: float) -> dict:
+    stripped = brats_like(depth)
+    noisy = stripped + np.random.default_rng(1).normal(0, 5, stripped.shape).astype(np.float32)
+    n = depth // 5
+    thick = noisy[:, :, : 5 * n].reshape(*noisy.shape[:2], n, 5).mean(axis=-1)
+    in_plane, t_in, _ = run_volume(model, noisy, np.eye(4), False, scale=2.0)
+    through, t_th, _ = run_volume(model, thick, np.diag([1.0, 1.0, 5.0, 1.0]), False, spacing=1.0)
+    per_in, per_th = t_in / in_plane.size, t_th / through.size
+    print(f"\n2. Through-plane x5 ({thick.shape} at 1x1x5 mm -> {through.shape}) vs in-plane x2 "
+          f"({noisy.shape} -> {in_plane.shape}), dense")  # fmt: skip
+    print("| pass | seconds | output voxels | ns per output voxel |")
+    print("|---|---|---|---|")
+    print(f"| in-plane x2 | {t_in:.1f} | {in_plane.size:,} | {per_in * 1e9:.0f} |")
+    print(f"| through-plane x5 | {t_th:.1f} | {through.size:,} | {per_th * 1e9:.0f} |")
+    print(f"ratio through/in-plane per output voxel: {per_th / per_in:.2f} (target <= 1.2)")
+    return {"in_plane_s": t_in, "through_s": t_th, "in_plane_voxels": in_plane.size,
+            "through_voxels": through.size, "ratio_per_voxel": per_th / per_in}  # fmt: skip
+
+
+def memory_probe(depth: int) -> dict:
+    """In this (fresh) process: a whole-volume x2 run with default settings."""
+    import resource
+
+    from metasrgan.volume import plan_volume, slice_batch, upscale_volume
+
+    model = shipped_layout_model()
+    volume = brats_like(depth)
+    plan = plan_volume(volume.shape, np.eye(4), scale=2.0)
+    start = time.perf_counter()
+    out, _ = upscale_volume(model, volume, np.eye(4), plan, progress=False)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB
+    return {"peak_rss_mib": peak, "seconds": seconds, "output_mib": out.nbytes / 2**20,
+            "batch": slice_batch(model, (240, 240), (480, 480))}  # fmt: skip
+
+
+def part_memory(depth: int, threads: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_volume", "--memory-probe", str(depth),
+         "--threads", str(threads)],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"\n3. Whole-volume 240x240x{depth} at x2, default settings, fresh process: peak RSS "
+          f"{result['peak_rss_mib']:.0f} MiB (target < 2048), batch {result['batch']} "
+          f"(from the available memory), {result['seconds']:.1f} s, output "
+          f"{result['output_mib']:.0f} MiB", flush=True)  # fmt: skip
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--depth", type=int, default=155)
+    parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--quick", action="store_true", help="depth 20")
+    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe)))
+        return 0
+    depth = 20 if args.quick else args.depth
+    model = shipped_layout_model()
+    before = conv_rate()
+    print(f"torch {torch.__version__}, {args.threads} threads, CPU; roofline: 64->64 3x3 conv "
+          f"on 240x240, {before['gflops_best']:.1f} GFLOP/s (best of 7; median "
+          f"{before['gflops_median']:.1f})")  # fmt: skip
+    rate = before["gflops_best"]
+    results: dict = {"threads": args.threads, "depth": depth, "roofline_before": before}
+    if 1 in args.parts:
+        results["background"] = part_background(model, depth, rate)
+    if 2 in args.parts:
+        results["through_plane"] = part_through_plane(model, depth, rate)
+    if 3 in args.parts:
+        results["memory"] = part_memory(depth, args.threads)
+    results["roofline_after"] = conv_rate()
+    print(f"roofline after: {results['roofline_after']['gflops_best']:.1f} GFLOP/s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

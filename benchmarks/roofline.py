@@ -1,0 +1,64 @@
+"""The machine's limit for this project's work, measured in the run that uses it.
+
+The generator is a stack of 3x3 convolutions with 64 channels (the feature extractor is 98%
+of its multiply-adds), so the rate PyTorch reaches on one 64->64 3x3 convolution at the
+working size (channels-last, batch 1, the same threads) is the roofline its whole work is
+compared with: ``ratio = measured seconds / (FLOPs / that rate)``; 1.0 would be every
+operation running as fast as the best-tuned one.  FLOPs are counted by
+``torch.utils.flop_counter.FlopCounterMode`` on the operations the code actually runs
+(convolutions and matrix products, 2 FLOPs per multiply-add; element-wise work is not
+counted and is part of what a ratio above 1 shows).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def conv_rate(size: int = 240, channels: int = 64, repeats: int = 7, device: str = "cpu") -> dict:
+    """GFLOP/s of one ``channels -> channels`` 3x3 convolution on ``[1, C, size, size]``:
+    the best of ``repeats`` calls (the limit) and their median."""
+    torch.manual_seed(0)
+    x = torch.randn(1, channels, size, size, device=device).to(memory_format=torch.channels_last)
+    w = torch.randn(channels, channels, 3, 3, device=device).to(memory_format=torch.channels_last)
+    b = torch.randn(channels, device=device)
+    flops = 2 * channels * channels * 9 * size * size
+    times = []
+    with torch.no_grad():
+        for _ in range(2):
+            F.conv2d(x, w, b, padding=1)
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            F.conv2d(x, w, b, padding=1)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return {
+        "size": size,
+        "gflops_best": flops / min(times) / 1e9,
+        "gflops_median": flops / statistics.median(times) / 1e9,
+    }
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of the convolutions and matrix products ``fn`` runs (forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def ratio(seconds: float, flops: float, gflops: float) -> float:
+    """Measured time over the time ``flops`` take at ``gflops``."""
+    return seconds / (flops / (gflops * 1e9))
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()

@@ -55,21 +55,23 @@ VOLUME_ID = "a loaded volume's id (``sample-NAME`` for bundled samples)"
 EXAMPLE_ID = "sample-colin27_val"
 
 
-def get_viewer(request: Request) -> Viewer:
+async def get_viewer(request: Request) -> Viewer:
     return request.app.state.viewer
 
 
-def no_store(response: Response) -> None:
+async def no_store(response: Response) -> None:
     """API answers are computed for the moment: never cached by the browser."""
     response.headers["Cache-Control"] = "no-store"
 
 
+# Dependencies are ``async``: light checks run on the event loop, not each on a worker
+# thread (a thread hop costs milliseconds on a busy machine).
 router = APIRouter(prefix="/api", dependencies=[Depends(no_store)])
 ViewerDep = Annotated[Viewer, Depends(get_viewer)]
 VolumeId = Annotated[str, FastAPIPath(max_length=128, description=VOLUME_ID, examples=[EXAMPLE_ID])]
 
 
-def zoom_params(
+async def zoom_params(
     viewer: ViewerDep,
     volume: str = Query(..., max_length=128, description=VOLUME_ID, examples=[EXAMPLE_ID]),
     axis: str = Query(..., max_length=16, description="sagittal, coronal or axial"),
@@ -207,7 +209,7 @@ def api_volume(vol_id: VolumeId, viewer: ViewerDep):
     return viewer.volume(vol_id).describe()
 
 
-def slice_params(
+async def slice_params(
     vol_id: VolumeId,
     viewer: ViewerDep,
     axis: Annotated[str, Query(max_length=16, examples=["axial"])],

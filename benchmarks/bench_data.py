@@ -15,6 +15,17 @@ Printed as ratios of data samples/s over the samples/s a training step consumes 
 clock, and CPU time, which a busy shared machine disturbs less).  A ratio above 1 means
 data loading is not the bottleneck.  Loading happens once per run (the slices stay in
 memory), so the "amortised" figure spreads it over one epoch of patches (16 per slice).
+
+``--recipe CONFIG`` (e.g. ``configs/shipped.yaml``) measures the training data path of that
+recipe's first stage instead (its data sources, degradations, batch and patch sizes):
+
+1. batches/s and the training process's CPU seconds per batch, made the old way (the
+   sampler called in the training process, slices in a list) and through
+   :func:`metasrgan.data.patches.batch_loader` with each ``--workers`` value, reading the
+   memory-mapped :class:`metasrgan.data.store.SliceStore`;
+2. RAM of ``--ranks`` processes that each hold the slices, as each DDP rank did (a private
+   copy), against the same processes mapping one store: the sum of their proportional set
+   sizes (``Pss`` in ``/proc/PID/smaps_rollup``: shared pages divided among the processes).
 """
 
 from __future__ import annotations
@@ -91,8 +102,119 @@ def bench_training(images: list[np.ndarray], steps: int) -> tuple[float, float]:
     return float(np.mean(times)), float(np.mean(cpus))
 
 
+def _pss_kib() -> int:
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+
+
+def _hold(images, store_path, barrier, results, rank) -> None:
+    """One 'rank': a private copy of every slice, or the mapped store; Pss measured while
+    every rank holds its data (a barrier), so shared pages are split among all of them."""
+    from metasrgan.data.store import SliceStore
+
+    before = _pss_kib()
+    # a private copy: what each rank's own loading gave it
+    held = [np.array(im) for im in images] if store_path is None else SliceStore(store_path)
+    total = sum(float(held[i].sum()) for i in range(len(held)))  # every page read
+    barrier.wait()
+    results[rank] = (_pss_kib() - before, total)
+    barrier.wait()
+
+
+def bench_ranks_memory(images, store_path: Path, ranks: int) -> dict[str, float]:
+    """MiB that ``ranks`` processes holding the slices add, copies against one mapped store."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    out = {}
+    for label, path in (("copies", None), ("mapped", str(store_path))):
+        barrier, results = ctx.Barrier(ranks), ctx.Manager().dict()
+        procs = [
+            ctx.Process(target=_hold, args=(images, path, barrier, results, r))
+            for r in range(ranks)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        out[f"{label}_mib"] = sum(results[r][0] for r in range(ranks)) / 1024
+    out["data_mib"] = sum(im.nbytes for im in images) / 2**20
+    return out
+
+
+def bench_loader(sampler, steps: int, workers: int | None) -> tuple[float, float]:
+    """Batches/s and CPU seconds of this process per batch: ``workers=None`` calls the sampler
+    here (the old path); else :func:`batch_loader` with that many worker processes."""
+    from metasrgan.data.patches import batch_loader
+
+    sampler.batch(0)  # warm-up (lazy imports, the epoch order)
+    start, cpu = time.perf_counter(), time.process_time()
+    if workers is None:
+        for step in range(1, steps + 1):
+            sampler.batch(step)
+    else:
+        for _ in batch_loader(sampler, 1, steps + 1, workers):
+            pass
+    return steps / (time.perf_counter() - start), (time.process_time() - cpu) / steps
+
+
+def main_recipe(args) -> None:
+    from metasrgan.data.patches import Augment, PatchSampler
+    from metasrgan.data.store import SliceStore
+    from metasrgan.scale import parse_scales
+    from metasrgan.train.config import load_config
+    from metasrgan.train.loop import load_stage_images
+
+    cfg = load_config(args.recipe)
+    stage = cfg.stages[0]
+    aug = stage.augment or cfg.augment
+    started = time.perf_counter()
+    images = load_stage_images(stage.data, "train")
+    load_s = time.perf_counter() - started
+
+    def sampler(source):
+        return PatchSampler(
+            source, batch_size=cfg.batch_size, patch_size=cfg.patch_size,
+            scales=parse_scales(cfg.scales, as_float=True),
+            patches_per_image=cfg.patches_per_image,
+            degradation=stage.degradation or cfg.degradation,
+            augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain), seed=cfg.seed,
+        )  # fmt: skip
+
+    numbers: dict = {"recipe": args.recipe, "slices": len(images), "load_s": load_s}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "stage-0.npy"
+        started = time.perf_counter()
+        store = SliceStore.write(path, images)
+        numbers["store_write_s"] = time.perf_counter() - started
+        rows = [("in-process, list (before)", sampler(images), None)]
+        rows += [(f"DataLoader, {w} workers, store", sampler(store), w) for w in args.workers]
+        print(f"{args.recipe}: {len(images)} slices, batch {cfg.batch_size} x {cfg.patch_size}")
+        for label, s, w in rows:
+            rate, cpu = bench_loader(s, args.sample_steps, w)
+            numbers[label] = {"batches_per_s": rate, "main_cpu_s_per_batch": cpu}
+            print(
+                f"  {label:32s} {rate * cfg.batch_size:7.1f} samples/s, "
+                f"{cpu * 1000:6.1f} ms CPU per batch in the training process",
+                flush=True,
+            )
+        if args.ranks:
+            mem = bench_ranks_memory(images, path, args.ranks)
+            numbers["memory"] = mem
+            print(
+                f"  RAM of {args.ranks} ranks holding the {mem['data_mib']:.0f} MiB of slices: "
+                f"private copies {mem['copies_mib']:.0f} MiB, one mapped store "
+                f"{mem['mapped_mib']:.0f} MiB"
+            )
+    if args.json:
+        print(json.dumps(numbers, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", help="measure this config's training data path instead")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--ranks", type=int, default=2, help="with --recipe: RAM of N ranks")
     parser.add_argument("--subjects", type=int, default=2)
     parser.add_argument("--sample-steps", type=int, default=50)
     parser.add_argument("--train-steps", type=int, default=5)
@@ -102,6 +224,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     random.seed(0)
+    if args.recipe:
+        main_recipe(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         make_brats_like(Path(tmp), args.subjects)

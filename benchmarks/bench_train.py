@@ -18,7 +18,9 @@ hits both.  Printed: seconds per step, steps/s and the speed-up over the baselin
 runs the config's first stage for ``--steps`` updates (validation off) with each
 ``--workers`` value (DataLoader worker processes; ``-1``: code without the field, e.g. a copy
 of the code before it was added on ``PYTHONPATH``), and reports the samples/s that reach the
-optimiser, from the log's ``steps_per_s`` (data fetch + update, first update left out).
+optimiser, from the log's ``steps_per_s`` (data fetch + update, first update left out), and
+the training process's own CPU seconds per update (from one update to the next: with
+workers, the batches' CPU time is spent in other processes).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def bench_recipe(config: str, steps: int, workers: int, threads: int) -> dict:
     import tempfile
     from pathlib import Path
 
+    import metasrgan.train.loop as loop
     from metasrgan.train.config import load_config
     from metasrgan.train.loop import Trainer
 
@@ -80,18 +83,31 @@ def bench_recipe(config: str, steps: int, workers: int, threads: int) -> dict:
         overrides.append(f"workers={workers}")
     cfg = load_config(config, overrides)
     cfg.stages = cfg.stages[:1]
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        run.mkdir()
-        started = time.perf_counter()
-        Trainer(cfg, run, progress=False).fit()
-        total = time.perf_counter() - started
-        lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    cpu_marks: list[float] = []
+    real_step = loop.gan_step
+
+    def marked_step(*a, **k):  # this process's CPU clock at each update
+        cpu_marks.append(time.process_time())
+        return real_step(*a, **k)
+
+    loop.gan_step = marked_step
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            run = Path(tmp) / "run"
+            run.mkdir()
+            started = time.perf_counter()
+            Trainer(cfg, run, progress=False).fit()
+            total = time.perf_counter() - started
+            lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    finally:
+        loop.gan_step = real_step
     rates = [x["train/steps_per_s"] for x in lines if "train/steps_per_s" in x][1:]
     step_s = statistics.median(1 / r for r in rates)
+    cpu_s = statistics.median(np.diff(cpu_marks)[1:])  # update + fetching the next batch
     return {
         "workers": workers, "steps": steps, "median_s_per_step": step_s,
-        "samples_per_s": cfg.batch_size / step_s, "total_s": total,
+        "samples_per_s": cfg.batch_size / step_s, "main_cpu_s_per_step": float(cpu_s),
+        "total_s": total,
     }  # fmt: skip
 
 
@@ -117,8 +133,9 @@ def main() -> None:
             r = rows[-1]
             print(
                 f"{args.recipe}: workers {w}: {r['median_s_per_step']:.3f} s/step = "
-                f"{r['samples_per_s']:.2f} samples/s ({r['steps']} steps, {r['total_s']:.0f} s "
-                "in all)",
+                f"{r['samples_per_s']:.2f} samples/s; training process "
+                f"{r['main_cpu_s_per_step']:.3f} CPU-s/step ({r['steps']} steps, "
+                f"{r['total_s']:.0f} s in all)",
                 flush=True,
             )
         if args.json:

@@ -118,6 +118,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeyp
         assert main(["train", "--resume", str(resumed), "--no-progress"]) == 130
     assert saved_step(resumed) == 6
     monkeypatch.setattr(loop, "gan_step", gan_step)
+    stale = resumed / "slices" / "stage-1-123-456.npy"  # as a killed (SIGKILL) process leaves it
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"not slices")
     assert main(["train", "--resume", str(resumed), "--no-progress"]) == 0
 
     a, b = (
@@ -148,8 +151,21 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeyp
     g_a = load_file(str(runs / "straight/checkpoints/last.safetensors"))
     g_b = load_file(str(resumed / "checkpoints/last.safetensors"))
     assert all(torch.equal(g_a[k], g_b[k]) for k in g_a)
-    # the stage's shared slice file is removed when a stage ends or is interrupted
+    # the stage's shared slice file is removed when a stage ends or is interrupted, and a file
+    # left by a killed process is never read (each process group names its own) but cleared
     assert not list((resumed / "slices").iterdir())
+
+
+def test_ranks_wait_for_the_slice_file_or_rank_0s_error(tmp_path):
+    from metasrgan.train.runs import Dist, agree, wait_for_file
+
+    assert agree(Dist(), "rank 0's value") == "rank 0's value"
+    ready, failed = tmp_path / "stage-0-x.npy", tmp_path / "stage-0-x.failed"
+    ready.write_bytes(b"")
+    wait_for_file(ready, failed)  # returns at once
+    failed.write_text("ImageReadError: BraTS/sub-1/t1ce.nii.gz: truncated data")
+    with pytest.raises(RuntimeError, match="rank 0 could not prepare .*truncated data"):
+        wait_for_file(tmp_path / "stage-1-x.npy", failed)
 
 
 def test_cli_trains_quick_yaml_into_a_loadable_model_with_logs(tmp_path, capsys, monkeypatch):

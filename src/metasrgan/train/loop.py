@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -33,11 +34,13 @@ from metasrgan.train.config import (
 )
 from metasrgan.train.runs import (  # noqa: F401 (the runs helpers' public home was here)
     Dist,
+    agree,
     agree_run_dir,
     init_distributed,
     load_init_weights,
     new_run_dir,
     truncate_log,
+    wait_for_file,
 )
 from metasrgan.train.state import (
     read_state,
@@ -252,24 +255,22 @@ class Trainer:
 
     def _stage_slices(self, run: StageRun) -> SliceStore:
         """Rank 0 reads the stage's training slices once into ``run_dir/slices``; every rank
-        (and every DataLoader worker) maps that one file (see :mod:`metasrgan.data.store`)."""
-        path = self.run_dir / "slices" / f"stage-{run.index}.npy"
-        error = None
-        if self.dist.main:
-            try:
-                SliceStore.write(path, load_stage_images(run.stage.data, "train"))
-            except Exception as err:  # told to the other ranks, then raised here
-                error = err
-        if self.dist.world_size > 1:
-            import torch.distributed as tdist
-
-            box = [None if error is None else f"rank 0 could not read the data: {error}"]
-            tdist.broadcast_object_list(box, src=0)
-            if box[0] is not None and error is None:
-                raise RuntimeError(box[0])
-        if error is not None:
-            raise error
-        return SliceStore(path)
+        (and every DataLoader worker) maps that one file (see :mod:`metasrgan.data.store`).
+        The file's name is fresh per process group, so no rank reads one left by a killed run."""
+        folder = self.run_dir / "slices"
+        name = agree(self.dist, f"stage-{run.index}-{os.getpid()}-{time.time_ns()}")
+        path, failed = folder / f"{name}.npy", folder / f"{name}.failed"
+        if not self.dist.main:
+            wait_for_file(path, failed)
+            return SliceStore(path)
+        for old in folder.glob("stage-*"):  # left by an interrupted process
+            old.unlink()
+        try:
+            return SliceStore.write(path, load_stage_images(run.stage.data, "train"))
+        except BaseException as err:
+            if self.dist.world_size > 1:
+                failed.write_text(f"{type(err).__name__}: {err}")
+            raise
 
     def _sampler(self, run: StageRun, images) -> PatchSampler:
         cfg, aug = self.cfg, run.stage.augment or self.cfg.augment

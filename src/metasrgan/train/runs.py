@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +53,31 @@ def new_run_dir(root: Path, name: str) -> Path:
             candidate = root / f"{name}-{n}"
 
 
-def agree_run_dir(dist: Dist, root: Path, name: str) -> Path:
-    """``new_run_dir`` on rank 0, the same folder on every rank (never an existing one)."""
+def agree(dist: Dist, value):
+    """Rank 0's ``value`` on every rank (``value`` itself in a single process)."""
     if dist.world_size <= 1:
-        return new_run_dir(root, name)
+        return value
     import torch.distributed as tdist
 
-    box = [str(new_run_dir(root, name)) if dist.main else None]
+    box = [value if dist.main else None]
     tdist.broadcast_object_list(box, src=0)
-    return Path(box[0])
+    return box[0]
+
+
+def agree_run_dir(dist: Dist, root: Path, name: str) -> Path:
+    """``new_run_dir`` on rank 0, the same folder on every rank (never an existing one)."""
+    return Path(agree(dist, str(new_run_dir(root, name)) if dist.main else None))
+
+
+def wait_for_file(path: Path, failed: Path, poll_s: float = 0.2) -> None:
+    """Until ``path`` exists (written atomically by rank 0); ``failed`` holds rank 0's error.
+
+    A file, not a collective: reading a large data set on rank 0 may take longer than a
+    process group's timeout."""
+    while not path.exists():
+        if failed.exists():
+            raise RuntimeError(f"rank 0 could not prepare {path.name}: {failed.read_text()}")
+        time.sleep(poll_s)
 
 
 def load_init_weights(generator: nn.Module, path: str) -> None:

@@ -49,19 +49,17 @@ def big_png() -> bytes:
 
 
 def gzip_bomb(side: int = 512) -> bytes:
+    """0.5 MB of gzip declaring (and holding) ``side``^3 float32 voxels: 512 MiB.  One member
+    of 16 MiB of zeros repeated: a multi-member gzip is one valid stream."""
     import nibabel as nib
 
     header = nib.Nifti1Header()
     header.set_data_shape((side, side, side))
     header.set_data_dtype(np.float32)
     header["vox_offset"] = 352
-    stream = io.BytesIO()
-    with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=9) as gz:
-        gz.write(header.binaryblock + b"\0" * 4)
-        zeros = bytes(16 * 1024**2)
-        for _ in range(side**3 * 4 // len(zeros)):
-            gz.write(zeros)
-    return stream.getvalue()
+    zeros = gzip.compress(bytes(16 * 1024**2), compresslevel=9)
+    head = gzip.compress(header.binaryblock + b"\0" * 4)
+    return head + zeros * (side**3 * 4 // (16 * 1024**2))
 
 
 class RssSampler:

@@ -118,21 +118,23 @@ def test_state_changing_requests_need_json_or_the_token(app):
 # ---------------------------------------------------------------- uploads
 
 
-def test_a_gzip_bomb_is_refused_from_its_header(client):
-    # 0.5 MB of gzip that declares (and holds) 512 MiB of voxels
-    n = 512
+def gzip_bomb(side: int = 512) -> bytes:
+    """0.5 MB of gzip that declares (and holds) ``side``^3 float32 voxels: 512 MiB.  One
+    member of 16 MiB of zeros repeated: a multi-member gzip is one valid stream."""
     header = nib.Nifti1Header()
-    header.set_data_shape((n, n, n))
+    header.set_data_shape((side, side, side))
     header.set_data_dtype(np.float32)
     header["vox_offset"] = 352
-    stream = io.BytesIO()
-    with gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=9) as gz:
-        gz.write(header.binaryblock + b"\0" * 4)
-        zeros = bytes(16 * 1024**2)
-        for _ in range(n**3 * 4 // len(zeros)):
-            gz.write(zeros)
-    body = stream.getvalue()
+    zeros = gzip.compress(bytes(16 * 1024**2), compresslevel=9)
+    head = gzip.compress(header.binaryblock + b"\0" * 4)
+    return head + zeros * (side**3 * 4 // (16 * 1024**2))
+
+
+def test_a_gzip_bomb_is_refused_from_its_header(client):
+    body = gzip_bomb()
     assert len(body) < 1024**2
+    with gzip.open(io.BytesIO(body)) as check:  # it really is 512 MiB once inflated
+        assert len(check.read(600)) == 600
     response = _upload(client, "bomb.nii.gz", body)
     assert response.status_code == 413, response.text
     message = response.json()["error"]
@@ -295,8 +297,8 @@ def test_too_many_waiting_computations_get_503_not_a_queue(app, client, monkeypa
 def test_features_in_bands_are_exact_and_stop_when_cancelled():
     model = _model()
     data = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)
-    unit = np.clip(data[:, :, 6] / data.max(), 0, 1)
-    x = torch.from_numpy(np.ascontiguousarray(unit.T))[None, None]  # 213 rows
+    unit = np.clip(data[60:124, :, 6] / data.max(), 0, 1)
+    x = torch.from_numpy(np.ascontiguousarray(unit.T))[None, None]  # 213 rows, 64 columns
     whole = model.extract_features(x)
     banded = engine.extract_features(model, x, band_rows=40)
     torch.testing.assert_close(banded, whole, atol=1e-5, rtol=1e-5)
@@ -312,16 +314,21 @@ def test_features_in_bands_are_exact_and_stop_when_cancelled():
 
 
 def test_look_ahead_computes_the_neighbouring_slices_in_idle_time():
-    app = server.create_app(model=_model(), lookahead=2)
+    app = server.create_app(model=_model(), lookahead=2, preload_sample=None)
     viewer = app.state.viewer
-    c = TestClient(app, base_url=LOCAL)
+    c = TestClient(app, base_url=LOCAL, headers={"x-metasrgan-token": viewer.token})
+    data = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)
+    vol = _upload(c, "slab.nii.gz", _nifti_bytes(data[60:124, 70:134], np.eye(4))).json()
+    zoom = dict(volume=vol["id"], axis="axial", index=6, scale=2.0)
+    assert c.get("/api/zoom", params=zoom).status_code == 200
     assert viewer.pool.idle(60)
-    for index in (5, 7, 4, 8):  # the start-up view is axial slice 6
-        assert (SAMPLE, "axial", index) in viewer.features
-    body = c.get("/api/zoom", params=dict(volume=SAMPLE, axis="axial", index=7, scale=2.5))
+    for index in (5, 7, 4, 8):
+        assert (vol["id"], "axial", index) in viewer.features
+    body = c.get("/api/zoom", params={**zoom, "index": 7, "scale": 2.5})
     assert body.json()["timings_ms"]["features_cached"] is True
     assert viewer.pool.idle(60)
-    assert (SAMPLE, "axial", 9) in viewer.features  # moving up: the next one ahead is ready
+    assert (vol["id"], "axial", 9) in viewer.features  # moving up: the next one is ready
+    assert (vol["id"], "axial", 10) not in viewer.features  # two ahead, no more
     assert c.get("/api/stats").json()["lookahead_done"] >= 5
 
 

@@ -112,6 +112,7 @@ def _hold(images, store_path, barrier, results, rank) -> None:
     every rank holds its data (a barrier), so shared pages are split among all of them."""
     from metasrgan.data.store import SliceStore
 
+    barrier.wait()  # every rank forked: the pages they inherit are shared by all from here on
     before = _pss_kib()
     # a private copy: what each rank's own loading gave it
     held = [np.array(im) for im in images] if store_path is None else SliceStore(store_path)
@@ -159,27 +160,17 @@ def bench_loader(sampler, steps: int, workers: int | None) -> tuple[float, float
 
 
 def main_recipe(args) -> None:
-    from metasrgan.data.patches import Augment, PatchSampler
     from metasrgan.data.store import SliceStore
-    from metasrgan.scale import parse_scales
     from metasrgan.train.config import load_config
-    from metasrgan.train.loop import load_stage_images
+    from metasrgan.train.loop import load_stage_images, stage_sampler
 
     cfg = load_config(args.recipe)
-    stage = cfg.stages[0]
-    aug = stage.augment or cfg.augment
     started = time.perf_counter()
-    images = load_stage_images(stage.data, "train")
+    images = load_stage_images(cfg.stages[0].data, "train")
     load_s = time.perf_counter() - started
 
     def sampler(source):
-        return PatchSampler(
-            source, batch_size=cfg.batch_size, patch_size=cfg.patch_size,
-            scales=parse_scales(cfg.scales, as_float=True),
-            patches_per_image=cfg.patches_per_image,
-            degradation=stage.degradation or cfg.degradation,
-            augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain), seed=cfg.seed,
-        )  # fmt: skip
+        return stage_sampler(cfg, 0, source)
 
     numbers: dict = {"recipe": args.recipe, "slices": len(images), "load_s": load_s}
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,9 +178,17 @@ def main_recipe(args) -> None:
         started = time.perf_counter()
         store = SliceStore.write(path, images)
         numbers["store_write_s"] = time.perf_counter() - started
+        print(f"{args.recipe}: {len(images)} slices, batch {cfg.batch_size} x {cfg.patch_size}")
+        if args.ranks:  # first: this process has not mapped the store yet
+            mem = bench_ranks_memory(images, path, args.ranks)
+            numbers["memory"] = mem
+            print(
+                f"  RAM of {args.ranks} ranks holding the {mem['data_mib']:.0f} MiB of slices: "
+                f"private copies {mem['copies_mib']:.0f} MiB, one mapped store "
+                f"{mem['mapped_mib']:.0f} MiB"
+            )
         rows = [("in-process, list (before)", sampler(images), None)]
         rows += [(f"DataLoader, {w} workers, store", sampler(store), w) for w in args.workers]
-        print(f"{args.recipe}: {len(images)} slices, batch {cfg.batch_size} x {cfg.patch_size}")
         for label, s, w in rows:
             rate, cpu = bench_loader(s, args.sample_steps, w)
             numbers[label] = {"batches_per_s": rate, "main_cpu_s_per_batch": cpu}
@@ -197,14 +196,6 @@ def main_recipe(args) -> None:
                 f"  {label:32s} {rate * cfg.batch_size:7.1f} samples/s, "
                 f"{cpu * 1000:6.1f} ms CPU per batch in the training process",
                 flush=True,
-            )
-        if args.ranks:
-            mem = bench_ranks_memory(images, path, args.ranks)
-            numbers["memory"] = mem
-            print(
-                f"  RAM of {args.ranks} ranks holding the {mem['data_mib']:.0f} MiB of slices: "
-                f"private copies {mem['copies_mib']:.0f} MiB, one mapped store "
-                f"{mem['mapped_mib']:.0f} MiB"
             )
     if args.json:
         print(json.dumps(numbers, indent=2))

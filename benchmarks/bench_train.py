@@ -20,7 +20,9 @@ runs the config's first stage for ``--steps`` updates (validation off) with each
 of the code before it was added on ``PYTHONPATH``), and reports the samples/s that reach the
 optimiser, from the log's ``steps_per_s`` (data fetch + update, first update left out), and
 the training process's own CPU seconds per update (from one update to the next: with
-workers, the batches' CPU time is spent in other processes).
+workers, the batches' CPU time is spent in other processes).  With ``--alternate`` the old
+and the new data path run in one process on the same networks, update by update, so that a
+change of machine load hits both (the steadier comparison on a shared machine).
 """
 
 from __future__ import annotations
@@ -111,6 +113,56 @@ def bench_recipe(config: str, steps: int, workers: int, threads: int) -> dict:
     }  # fmt: skip
 
 
+def bench_recipe_alternating(config: str, steps: int, workers: int, threads: int) -> dict:
+    """The old and the new data path in one process, update by update on the same networks:
+    batches made here from slices in a list (before) or fetched from :func:`batch_loader`'s
+    workers over the mapped store (after), each followed by the recipe's update."""
+    import tempfile
+    from pathlib import Path
+
+    from metasrgan.data.patches import batch_loader
+    from metasrgan.data.store import SliceStore
+    from metasrgan.registry import make
+    from metasrgan.train.config import load_config
+    from metasrgan.train.loop import load_stage_images, stage_sampler
+    from metasrgan.train.step import gan_step
+
+    cfg = load_config(config, [f"threads={threads}", "device=cpu"])
+    loss = cfg.stage_loss(cfg.stages[0])
+    torch.manual_seed(0)
+    g = make(cfg.model).train()
+    d = make(cfg.discriminator).train() if loss.adversarial > 0 else None
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.optim.lr)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.optim.d_lr) if d is not None else None
+    vgg = None
+    if loss.perceptual > 0:
+        from metasrgan.models.vgg import VGG19Features
+
+        vgg = VGG19Features().eval()  # un-pretrained: same cost
+    images = load_stage_images(cfg.stages[0].data, "train")
+    times: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SliceStore.write(Path(tmp) / "stage-0.npy", images)
+        before = stage_sampler(cfg, 0, images)
+        after = iter(batch_loader(stage_sampler(cfg, 0, store), 0, steps + 1, workers))
+        for step in range(steps + 1):
+            for name in ("before", "after"):
+                start, cpu = time.perf_counter(), time.process_time()
+                batch = before.batch(step) if name == "before" else next(after)
+                gan_step(batch, g, d, opt_g, opt_d, loss, vgg)
+                if step:  # the first pair pays one-off costs (workers starting, allocations)
+                    times[name].append((time.perf_counter() - start, time.process_time() - cpu))
+        del after
+    row: dict = {"workers": workers, "steps": steps}
+    for name, t in times.items():
+        wall = statistics.median(x[0] for x in t)
+        row[f"{name}_s_per_step"] = wall
+        row[f"{name}_samples_per_s"] = cfg.batch_size / wall
+        row[f"{name}_cpu_s_per_step"] = statistics.median(x[1] for x in t)
+    row["ratio_samples_per_s"] = row["before_s_per_step"] / row["after_s_per_step"]
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -124,7 +176,28 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--recipe", help="time the whole trainer on this config instead")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
+    parser.add_argument(
+        "--alternate", action="store_true",
+        help="with --recipe: old and new data path alternating update by update, one process",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.recipe and args.alternate:
+        torch.set_num_threads(args.threads)
+        rows = [bench_recipe_alternating(args.recipe, args.steps, w, args.threads)
+                for w in args.workers]  # fmt: skip
+        for r in rows:
+            print(
+                f"{args.recipe}, alternating, {r['steps']} steps each: before "
+                f"{r['before_samples_per_s']:.2f} samples/s ({r['before_cpu_s_per_step']:.3f} "
+                f"CPU-s/step here), after with {r['workers']} workers "
+                f"{r['after_samples_per_s']:.2f} samples/s ({r['after_cpu_s_per_step']:.3f} "
+                f"CPU-s/step here): ratio {r['ratio_samples_per_s']:.3f}",
+                flush=True,
+            )
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"recipe": args.recipe, "alternating": rows}, f, indent=1)
+        return
     if args.recipe:
         torch.set_num_threads(args.threads)
         rows = []

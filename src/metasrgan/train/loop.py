@@ -80,6 +80,24 @@ def load_stage_images(sources: list[dict], split: str) -> list[np.ndarray]:
     return images
 
 
+def stage_sampler(cfg: TrainConfig, index: int, images, dist: Dist | None = None) -> PatchSampler:
+    """The patch sampler of stage ``index`` on ``images`` (a list or a SliceStore)."""
+    stage, dist = cfg.stages[index], dist or Dist()
+    aug = stage.augment or cfg.augment
+    return PatchSampler(
+        images,
+        batch_size=cfg.batch_size,
+        patch_size=cfg.patch_size,
+        scales=parse_scales(cfg.scales, as_float=True),
+        patches_per_image=cfg.patches_per_image,
+        degradation=stage.degradation or cfg.degradation,
+        augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain),
+        seed=cfg.seed + 1000 * index,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
+
+
 class Trainer:
     """Runs a config's stages in ``run_dir`` (created by the caller, see :func:`agree_run_dir`).
 
@@ -211,7 +229,7 @@ class Trainer:
         self._restore_stage(run)
         store = self._stage_slices(run)
         try:
-            sampler = self._sampler(run, store)
+            sampler = stage_sampler(self.cfg, run.index, store, self.dist)
             if self.dist.main:
                 print(
                     f"stage {index} '{run.stage.name}': {len(store)} training images, "
@@ -271,21 +289,6 @@ class Trainer:
             if self.dist.world_size > 1:
                 failed.write_text(f"{type(err).__name__}: {err}")
             raise
-
-    def _sampler(self, run: StageRun, images) -> PatchSampler:
-        cfg, aug = self.cfg, run.stage.augment or self.cfg.augment
-        return PatchSampler(
-            images,
-            batch_size=cfg.batch_size,
-            patch_size=cfg.patch_size,
-            scales=parse_scales(cfg.scales, as_float=True),
-            patches_per_image=cfg.patches_per_image,
-            degradation=run.stage.degradation or cfg.degradation,
-            augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain),
-            seed=cfg.seed + 1000 * run.index,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-        )
 
     def _updates(self, run: StageRun, sampler: PatchSampler) -> None:
         """The stage's remaining updates, on batches made by the DataLoader's workers."""

@@ -267,3 +267,10 @@ def test_normalizations(tmp_path):
     write_nifti(tmp_path / "v.nii.gz", vol)
     images = load_slices({"kind": "volumes", "root": str(tmp_path), "normalize": "minmax"}, "all")
     assert max(float(im.max()) for im in images) == pytest.approx(1.0)
+
+
+def test_every_kind_has_one_loader_in_the_registry():
+    from metasrgan.data.datasets import KIND_KEYS, KINDS
+    from metasrgan.data.sources import LOADERS
+
+    assert tuple(LOADERS) == KINDS and set(KIND_KEYS) == set(KINDS)

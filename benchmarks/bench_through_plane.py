@@ -242,7 +242,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=2000,
         help="ECLARE training patches (its default: 1,000,000)",
     )
-    p.add_argument("--eclare-batch", type=int, default=32, help="ECLARE batch (its default 128)")
+    p.add_argument("--eclare-batch", type=int, default=8, help="ECLARE batch (its default 128)")
     p.add_argument("--rerun-eclare", action="store_true", help="ignore cached ECLARE outputs")
     p.add_argument("--threads", type=int, default=1, help="torch threads, all methods")
     p.add_argument("--work", type=Path, default=Path("/tmp/metasrgan-bench-through-plane"))

@@ -1,14 +1,16 @@
-"""The training loop: stages, schedules, validation, checkpoints, logging, distribution.
+"""The training loop: stages, schedules, checkpoints, distribution (validation:
+:mod:`.validation`; run folder, process group and logs: :mod:`.runs`).
 
 Runs on a laptop CPU or many GPUs alike: launched with ``torchrun`` it uses
-DistributedDataParallel (NCCL on GPUs, gloo on CPUs), each rank drawing disjoint batches;
-rank 0 alone logs and writes checkpoints.
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs), each rank drawing disjoint batches
+from DataLoader workers over one shared slice file; rank 0 alone logs and writes checkpoints.
+A stage is :meth:`Trainer._run_stage`: set-up, restore, slices, then updates, each followed
+by the report and the validation/checkpoint hooks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -36,9 +38,12 @@ from metasrgan.train.runs import (  # noqa: F401 (the runs helpers' public home 
     Dist,
     agree,
     agree_run_dir,
+    append_log,
+    check_fixed_scale,
     init_distributed,
     load_init_weights,
     new_run_dir,
+    tensorboard_writer,
     truncate_log,
     wait_for_file,
 )
@@ -135,7 +140,7 @@ class Trainer:
         self.discriminator = (
             make(cfg.discriminator).to(self.device) if needs_d and cfg.discriminator else None
         )
-        _check_fixed_scale(self.generator, cfg)
+        check_fixed_scale(self.generator, cfg)
         if init_from and not resume:
             load_init_weights(self.generator, init_from)
         self.vgg = self._build_vgg()
@@ -153,7 +158,9 @@ class Trainer:
             self.step = int(self.resume_meta["step"])
         self.g = self._wrap(self.generator)
         self.d = self._wrap(self.discriminator) if self.discriminator is not None else None
-        self.writer = self._writer()
+        # on resume, TensorBoard drops what the interrupted process logged after the state
+        purge = self.step if self.resume_meta is not None else None
+        self.writer = tensorboard_writer(run_dir, purge) if self.dist.main else None
         if resume and self.dist.main:
             truncate_log(run_dir / "log.jsonl", self.step)
         best = (self.resume_meta or {}).get("best_gain")
@@ -180,18 +187,6 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(model, device_ids=ids)
 
-    def _writer(self):
-        if not self.dist.main:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:  # tensorboard is an optional extra
-            print("tensorboard is not installed: logging to log.jsonl only")
-            return None
-        # on resume, drop events logged after the saved step by the interrupted process
-        purge = self.step if self.resume_meta is not None else None
-        return SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
-
     def _autocast(self):
         if self.gpu_fast:
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -203,8 +198,7 @@ class Trainer:
         if self.writer is not None:
             for k, v in tag_values.items():
                 self.writer.add_scalar(k, v, step)
-        with open(self.run_dir / "log.jsonl", "a") as f:
-            f.write(json.dumps({"step": step, **tag_values}) + "\n")
+        append_log(self.run_dir / "log.jsonl", step, tag_values)
 
     # ------------------------------------------------------------------ main loop
     def fit(self) -> Path:
@@ -438,25 +432,6 @@ class Trainer:
 
 def _scale_text(scale) -> str:
     return "x".join(f"{v:g}" for v in scale) if isinstance(scale, tuple) else f"{scale:.1f}"
-
-
-def _check_fixed_scale(generator: nn.Module, cfg: TrainConfig) -> None:
-    """SRGAN/EDSR upscale by one factor: say so before training, not at the first batch."""
-    fixed = getattr(generator, "fixed_scale", None)
-    if fixed is None:
-        return
-    wrong = sorted(
-        {
-            s
-            for s in (*parse_scales(cfg.scales, as_float=True), *cfg.val_scales)
-            if abs(s - fixed) > 1e-9
-        }
-    )
-    if wrong:
-        raise ValueError(
-            f"model {cfg.model['name']!r} only upscales by x{fixed}, but scales/val_scales "
-            f'ask for {wrong}; set scales: "{float(fixed)}" and val_scales: [{float(fixed)}]'
-        )
 
 
 __all__ = ["Trainer", "agree_run_dir", "new_run_dir"]

@@ -1,5 +1,6 @@
 """Where a training run lives and who runs it: the run folder (never an existing one), the
-``torchrun`` process group, the weights a run starts from, and the log a resumed run keeps."""
+``torchrun`` process group, the weights a run starts from and the checks before it starts,
+and its logs (TensorBoard, ``log.jsonl``: what a resumed run keeps of them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from metasrgan.scale import parse_scales
+from metasrgan.train.config import TrainConfig
 
 
 @dataclass
@@ -123,3 +127,39 @@ def truncate_log(path: Path, step: int) -> None:
             continue
     text = "".join(x + "\n" for x in kept)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def tensorboard_writer(run_dir: Path, purge_step: int | None):
+    """TensorBoard's writer for ``run_dir/tensorboard`` (None without the optional extra);
+    ``purge_step``: events after it are dropped (a resumed run)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        print("tensorboard is not installed: logging to log.jsonl only")
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
+
+
+def append_log(path: Path, step: int, values: dict[str, float]) -> None:
+    """One JSON line ``{"step": ..., **values}`` (see :func:`truncate_log`)."""
+    with open(path, "a") as f:
+        f.write(json.dumps({"step": step, **values}) + "\n")
+
+
+def check_fixed_scale(generator: nn.Module, cfg: TrainConfig) -> None:
+    """SRGAN/EDSR upscale by one factor: say so before training, not at the first batch."""
+    fixed = getattr(generator, "fixed_scale", None)
+    if fixed is None:
+        return
+    wrong = sorted(
+        {
+            s
+            for s in (*parse_scales(cfg.scales, as_float=True), *cfg.val_scales)
+            if abs(s - fixed) > 1e-9
+        }
+    )
+    if wrong:
+        raise ValueError(
+            f"model {cfg.model['name']!r} only upscales by x{fixed}, but scales/val_scales "
+            f'ask for {wrong}; set scales: "{float(fixed)}" and val_scales: [{float(fixed)}]'
+        )

@@ -155,4 +155,4 @@ def test_slice_batch_follows_the_available_memory(monkeypatch, models):
     for side in (64, 240, 512):
         n = slice_batch(model, (side, side), (2 * side, 2 * side))
         per = volume.slice_working_bytes(model, (side, side), (2 * side, 2 * side))
-        assert n == 1 or n * per <= volume.BATCH_MEMORY_CAP
+        assert n == 1 or n * per <= volume.BATCH_MEMORY_CAP["cpu"]

@@ -10,6 +10,7 @@ by the report and the validation/checkpoint hooks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -233,6 +234,8 @@ class Trainer:
         finally:
             if self.dist.main:
                 store.remove()
+                with contextlib.suppress(OSError):  # the folder, once no file is left in it
+                    store.path.parent.rmdir()
         if self.dist.main:
             path = self.run_dir / "checkpoints" / f"stage-{run.stage.name}.safetensors"
             save_model(self.generator, path, extra=self._model_extra())

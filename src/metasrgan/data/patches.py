@@ -59,7 +59,8 @@ class PatchSampler:
     """Batches ``{"hr": [B,1,H,W], "lr": [B,1,h,w], "scale": float}`` from 2D images in [0, 1].
 
     Args:
-        images: 2D float32 arrays (already normalised and cropped).
+        images: 2D float32 arrays (already normalised and cropped): a list, or a
+            :class:`~metasrgan.data.store.SliceStore` (read one crop at a time).
         patches_per_image: patches drawn from each image per epoch (paper: 16).
         scales: one is drawn uniformly per batch (paper: 1.1 .. 4.0 step 0.1).
         degradation: a preset name (``"bicubic"``: the paper's), a chain, a mixture spec or a

@@ -189,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     before = conv_rate()
     rate = before["gflops_best"]
-    print(f"torch {torch.__version__}, {args.threads} threads, CPU; roofline: 64->64 3x3 conv "
-          f"on 240x240 {rate:.1f} GFLOP/s (best of 7; median {before['gflops_median']:.1f})")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, CPU; roofline: 64->64 3x3 conv "
+        f"on 240x240 {rate:.1f} GFLOP/s (best of 7; median {before['gflops_median']:.1f})"
+    )
     results: dict = {"threads": args.threads, "roofline_before": before}
     if 1 in args.parts:
         results["flops"] = part_flops()

@@ -34,7 +34,7 @@ from torch import nn
 from metasrgan.scale import Scale2d
 
 DENSE_ABOVE = 0.85
-"""Run dense when the anatomy box grown by the receptive radius covers more of the slice."""
+"""Run dense when the window (the anatomy's box grown by ``R + 1``) covers more of the slice."""
 
 MAPS_MAX_BYTES = 256 << 20
 """Largest full-size background maps kept (13 maps of 64 channels: slices up to ~280x280);
@@ -53,11 +53,6 @@ class Box:
     def grow(self, k: int, height: int, width: int) -> Box:
         return Box(max(0, self.r0 - k), min(height, self.r1 + k),
                    max(0, self.c0 - k), min(width, self.c1 + k))  # fmt: skip
-
-    def inside(self, outer: Box) -> tuple[slice, slice]:
-        """Where this box lies in a tensor that covers ``outer``."""
-        return (slice(self.r0 - outer.r0, self.r1 - outer.r0),
-                slice(self.c0 - outer.c0, self.c1 - outer.c0))  # fmt: skip
 
     @property
     def area(self) -> int:
@@ -172,8 +167,10 @@ class BackgroundSkip:
         height, width = x.shape[-2:]
         side = 2 * self.radius + 1
         self.pixels += x.shape[0] * height * width
+        if min(height, width) < side or not supports(self.model):
+            return None
         maps_bytes = 13 * 4 * self.model.features.head[0].out_channels * height * width
-        if min(height, width) < side or not supports(self.model) or maps_bytes > MAPS_MAX_BYTES:
+        if maps_bytes > MAPS_MAX_BYTES:
             return None
         found = anatomy_box(x)
         if found is None:

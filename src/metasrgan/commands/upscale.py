@@ -37,8 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument(
-        "--batch", type=int, default=None,
-        help="most slices per forward pass (default: sized from the available memory)"
+        "--batch", type=int, default=None, help="most slices per pass (default: from memory)"
     )
     parser.add_argument(
         "--max-voxels", type=int, default=DEFAULT_MAX_VOXELS,

@@ -163,6 +163,35 @@ def bench_recipe_alternating(config: str, steps: int, workers: int, threads: int
     return row
 
 
+def _recipe_line(args, r: dict) -> str:
+    if args.alternate:
+        return (
+            f"{args.recipe}, alternating, {r['steps']} steps each: before "
+            f"{r['before_samples_per_s']:.2f} samples/s ({r['before_cpu_s_per_step']:.3f} "
+            f"CPU-s/step here), after with {r['workers']} workers "
+            f"{r['after_samples_per_s']:.2f} samples/s ({r['after_cpu_s_per_step']:.3f} "
+            f"CPU-s/step here): ratio {r['ratio_samples_per_s']:.3f}"
+        )
+    return (
+        f"{args.recipe}: workers {r['workers']}: {r['median_s_per_step']:.3f} s/step = "
+        f"{r['samples_per_s']:.2f} samples/s; training process "
+        f"{r['main_cpu_s_per_step']:.3f} CPU-s/step ({r['steps']} steps, "
+        f"{r['total_s']:.0f} s in all)"
+    )
+
+
+def main_recipe(args) -> None:
+    torch.set_num_threads(args.threads)
+    bench = bench_recipe_alternating if args.alternate else bench_recipe
+    rows = []
+    for w in args.workers:
+        rows.append(bench(args.recipe, args.steps, w, args.threads))
+        print(_recipe_line(args, rows[-1]), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"recipe": args.recipe, "alternate": args.alternate, "rows": rows}, f)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -181,39 +210,8 @@ def main() -> None:
         help="with --recipe: old and new data path alternating update by update, one process",
     )  # fmt: skip
     args = parser.parse_args()
-    if args.recipe and args.alternate:
-        torch.set_num_threads(args.threads)
-        rows = [bench_recipe_alternating(args.recipe, args.steps, w, args.threads)
-                for w in args.workers]  # fmt: skip
-        for r in rows:
-            print(
-                f"{args.recipe}, alternating, {r['steps']} steps each: before "
-                f"{r['before_samples_per_s']:.2f} samples/s ({r['before_cpu_s_per_step']:.3f} "
-                f"CPU-s/step here), after with {r['workers']} workers "
-                f"{r['after_samples_per_s']:.2f} samples/s ({r['after_cpu_s_per_step']:.3f} "
-                f"CPU-s/step here): ratio {r['ratio_samples_per_s']:.3f}",
-                flush=True,
-            )
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"recipe": args.recipe, "alternating": rows}, f, indent=1)
-        return
     if args.recipe:
-        torch.set_num_threads(args.threads)
-        rows = []
-        for w in args.workers:
-            rows.append(bench_recipe(args.recipe, args.steps, w, args.threads))
-            r = rows[-1]
-            print(
-                f"{args.recipe}: workers {w}: {r['median_s_per_step']:.3f} s/step = "
-                f"{r['samples_per_s']:.2f} samples/s; training process "
-                f"{r['main_cpu_s_per_step']:.3f} CPU-s/step ({r['steps']} steps, "
-                f"{r['total_s']:.0f} s in all)",
-                flush=True,
-            )
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"recipe": args.recipe, "rows": rows}, f, indent=1)
+        main_recipe(args)
         return
 
     from metasrgan.data.patches import PatchSampler, exact_patch_sizes

@@ -19,6 +19,8 @@ from metasrgan.intensity import IntensityMap
 from metasrgan.scale import Scale2d
 
 SHIPPED_MODEL = "metasrgan-mri.safetensors"
+THROUGH_PLANE_MAX = 6.0
+"""Largest through-plane factor the shipped model trained on (thick slices, (s, 1) scales)."""
 TILE_ABOVE_PIXELS = 512 * 512
 """Inputs larger than this are upscaled in tiles (same result, bounded memory)."""
 
@@ -128,8 +130,10 @@ def upscale_tensor(
     output has NaN or Inf values.
     """
     scale = Scale2d.of(scale)
-    scale.warn_if_untrained()
     extra = {"acquisition": acquisition} if acquisition and _knows_acquisitions(model) else {}
+    # thick slices are trained with (s, 1) scales up to THROUGH_PLANE_MAX (configs/shipped.yaml)
+    thick = extra.get("acquisition") == "thick"
+    scale.warn_if_untrained(high=THROUGH_PLANE_MAX if thick else 4.0)
     rule = scale.out_shape(*x.shape[-2:])
     large = x.shape[-2] * x.shape[-1] > TILE_ABOVE_PIXELS
     rule_size = tuple(out_shape or rule) == rule

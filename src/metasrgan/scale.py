@@ -265,7 +265,7 @@ class Scale2d:
         for v in self.values:
             if v > high + 1e-9 or v < low - 1e-9:
                 warnings.warn(
-                    f"scale {v:g} is outside the trained range 1.1-4.0; "
+                    f"scale {v:g} is outside the trained range 1.1-{high:g}; "
                     "the output is an extrapolation",
                     stacklevel=3,
                 )

@@ -5,7 +5,8 @@ provides ``add_arguments(parser)`` and ``run(args) -> int``.
 
 Exit codes: 0 success; 1 a file failed (some inputs, or a file that could not be read or
 written); 2 a usage error (bad options, a missing input, a request refused before any
-work; argparse's errors too); 130 interrupted by Ctrl+C (SIGINT), 143 by SIGTERM.  While a
+work; argparse's errors too); 130 interrupted (Ctrl+C or SIGTERM alike: the signal is
+named in the message).  While a
 command runs, SIGINT and SIGTERM raise :class:`metasrgan.atomic.Interrupted` (a
 KeyboardInterrupt), so every ``finally`` block runs and no temporary file is left behind.
 """
@@ -97,6 +98,10 @@ def interrupts_as_exceptions() -> Iterator[list[int]]:
             signal.signal(sig, previous)
 
 
+INTERRUPTED = 130
+"""Exit code of an interrupted command, by SIGINT or SIGTERM."""
+
+
 def _is_usage_error(err: BaseException) -> bool:
     """``metasrgan.api``'s UsageError (matched by name: importing it here would load torch)."""
     return any(cls.__name__ == "UsageError" for cls in type(err).__mro__)
@@ -110,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
             signum = getattr(err, "signum", signal.SIGINT)
             name = signal.Signals(signum).name
             print(f"metasrgan: interrupted ({name}); nothing partial was left", file=sys.stderr)
-            return 128 + signum
+            return INTERRUPTED
     if received:  # swallowed by some library on the way: still not a success
         print("metasrgan: interrupted", file=sys.stderr)
-        return 128 + received[0]
+        return INTERRUPTED
     return code
 
 

@@ -95,7 +95,6 @@ def _child(tmp_path, moment, signame, **kwargs):
 )
 def test_a_signal_during_an_atomic_write_leaves_nothing(tmp_path, moment, signame):
     done = _child(tmp_path, moment, signame)
-    signum = getattr(signal, signame)
     assert done.returncode == 130, done.stderr
     assert done.stderr.strip() == f"metasrgan: interrupted ({signame}); nothing partial was left"
     assert list(tmp_path.iterdir()) == []  # no output, no temporary file

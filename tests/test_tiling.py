@@ -6,6 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from fixtures.models import randomised
 
 from metasrgan.intensity import IntensityMap
 from metasrgan.registry import make
@@ -29,17 +30,7 @@ def mri_slice() -> torch.Tensor:
 
 
 def _randomised(model: torch.nn.Module) -> torch.nn.Module:
-    """Non-trivial weights and batch-norm statistics (fresh ones hide tiling errors)."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.copy_(torch.randn(module.num_features, generator=gen) * 0.1)
-                module.running_var.copy_(torch.rand(module.num_features, generator=gen) + 0.5)
-        last = model.upscale.weight_prediction.body[-1]
-        last.weight.copy_(torch.randn(last.weight.shape, generator=gen) * 0.02)
-        last.bias.copy_(torch.randn(last.bias.shape, generator=gen) * 0.02)
-    return model.eval()
+    return randomised(model, seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,7 @@ def run_eclare(args, lr_path: Path, factor: int) -> tuple[Path, float, str]:
         "--in-fpath", str(lr_path), "--out-dir", str(out_dir),
         "--n-patches", str(args.eclare_patches), "--batch-size", str(args.eclare_batch),
         "--relative-slice-thickness", str(float(factor)),
-        "--relative-slice-profile-type", "gaussian",
+        "--relative-slice-profile-type", "gaussian", "--gpu-id", str(args.eclare_gpu),
     ]  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     log = out_dir / f"x{factor}.log"  # ECLARE's own progress, written as it runs
@@ -243,6 +243,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="ECLARE training patches (its default: 1,000,000)",
     )
     p.add_argument("--eclare-batch", type=int, default=8, help="ECLARE batch (its default 128)")
+    p.add_argument("--eclare-gpu", type=int, default=-1, help="ECLARE --gpu-id (-1: CPU)")
     p.add_argument("--rerun-eclare", action="store_true", help="ignore cached ECLARE outputs")
     p.add_argument("--threads", type=int, default=1, help="torch threads, all methods")
     p.add_argument("--work", type=Path, default=Path("/tmp/metasrgan-bench-through-plane"))

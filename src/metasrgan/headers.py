@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from metasrgan.geometry import spacing_of
+
 DTYPES = ("float32", "int16", "same")
 """Output data types: ``--dtype`` choices."""
 
@@ -135,7 +137,7 @@ def derived_image(
     qform, sform = _form_codes(source, from_dicom)
     hdr.set_qform(affine, code=qform)
     hdr.set_sform(affine, code=sform)
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    zooms = spacing_of(affine)
     extra = () if data.ndim <= 3 else tuple(source.get_zooms()[3:4]) if source else (1.0,)
     hdr.set_zooms(tuple(zooms[: min(data.ndim, 3)]) + extra)
     target = storage_dtype(dtype, source_dtype)

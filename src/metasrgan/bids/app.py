@@ -97,7 +97,7 @@ def _geometry(path: Path) -> tuple[tuple[int, ...], tuple[float, ...]]:
     three axes, from the header alone."""
     import nibabel as nib
 
-    from metasrgan.volume import spacing_of
+    from metasrgan.geometry import spacing_of
 
     img = nib.load(str(path))
     shape = tuple(int(n) for n in img.shape)
@@ -125,8 +125,8 @@ def _super_resolve(model, scan: RawScan, settings: AppSettings):
     derived from the scan's) and the ``SuperResolution`` record."""
     from metasrgan import __version__, api
     from metasrgan.data.io import read_image
+    from metasrgan.geometry import spacing_of
     from metasrgan.headers import derived_image, super_resolution_record
-    from metasrgan.volume import spacing_of
 
     image = read_image(scan.path)
     data = image.array if image.array.ndim == 3 else image.array[..., None]

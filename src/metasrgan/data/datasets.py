@@ -6,7 +6,7 @@ the source:
 - ``brats``: BraTS, one folder per subject, any release's naming (2019
   ``{HGG,LGG}/BraTS19_*/..._t1ce.nii.gz``, 2020 ``BraTS20_Training_001/..._t1ce.nii``,
   2021 ``BraTS2021_00000/..._t1ce.nii.gz``, 2023+ ``BraTS-GLI-*/...-t1c.nii.gz``); slices
-  across :func:`~metasrgan.volume.through_plane_axis` (axial for BraTS); subject-level split.
+  across :func:`~metasrgan.geometry.through_plane_axis` (axial for BraTS); subject-level split.
 - ``volumes``: a folder of NIfTI volumes / DICOM series (your own scans); slices across
   the through-plane axis, or along each of ``axes``; split per file.
 - ``images``: a DIV2K-style folder of PNG/JPEG/TIFF (RGB -> luminance); split per file.
@@ -247,7 +247,7 @@ def _add_volume(
     offset: int = 0,
 ) -> None:
     """Every slice of ``volume`` (already normalised) along each of ``axes``."""
-    from metasrgan.volume import stack_of_slices
+    from metasrgan.geometry import stack_of_slices
 
     if volume.ndim == 2:
         _add_slice(out, spec, volume, SliceRecord(source))

@@ -58,7 +58,7 @@ def _load_brats(spec: dict[str, Any], split: str, out: SliceSet, progress: bool)
 def _volume_slices(
     out: SliceSet, spec: dict[str, Any], path: Path, image: MRImage, axes: list[int] | None
 ) -> None:
-    from metasrgan.volume import through_plane_axis
+    from metasrgan.geometry import through_plane_axis
 
     volume = _normalized(image, spec, "percentile")
     if not axes:  # the project's one orientation rule: slices across the through-plane axis

@@ -26,9 +26,9 @@ class EvalImage:
 
 def _read_array(path: Path) -> np.ndarray:
     """The image, or the volume with its slices stacked along the last axis: slices are cut
-    perpendicular to :func:`~metasrgan.volume.through_plane_axis` (the project's one rule)."""
+    perpendicular to :func:`~metasrgan.geometry.through_plane_axis` (the project's one rule)."""
     from metasrgan.data.io import read_image
-    from metasrgan.volume import stack_of_slices, through_plane_axis, volume_of_slices
+    from metasrgan.geometry import stack_of_slices, through_plane_axis, volume_of_slices
 
     image = read_image(path)
     data = np.asarray(image.array, dtype=np.float32)

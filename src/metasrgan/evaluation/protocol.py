@@ -49,8 +49,7 @@ def exact_hr_window(shape: tuple[int, int], scale) -> tuple[int, int, int, int]:
 
 
 def exact_lr_shape(hr_shape: tuple[int, int], scale) -> tuple[int, int]:
-    s = Scale2d.of(scale)
-    return hr_shape[0] * s.h.q // s.h.p, hr_shape[1] * s.w.q // s.w.p
+    return Scale2d.of(scale).in_shape(*hr_shape)
 
 
 def information_window(image: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -2,7 +2,7 @@
 
 A slice of the RAS-ordered volume is written as a one-voxel-thick volume whose affine is the
 volume's, shifted to the slice and refined along the two in-plane axes by
-:func:`metasrgan.volume.scaled_affine` (the project's one affine rule), so it overlays on the
+:func:`metasrgan.geometry.scaled_affine` (the project's one affine rule), so it overlays on the
 scan in any viewer.  The whole volume goes through :func:`metasrgan.api.upscale`, the same
 path as ``metasrgan upscale``.
 """
@@ -14,9 +14,9 @@ import gzip
 import numpy as np
 from torch import nn
 
+from metasrgan.geometry import scaled_affine
 from metasrgan.scale import Scale2d
 from metasrgan.viewer.volumes import AXIS_NAMES, VIEW_AXES, Volume
-from metasrgan.volume import scaled_affine
 
 
 def _view_factors(volume: Volume, axis: str, scale: Scale2d) -> tuple[float, float, float]:

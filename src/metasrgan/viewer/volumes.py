@@ -18,9 +18,9 @@ import numpy as np
 
 from metasrgan.data.io import SUPPORTED_SUFFIXES as SUFFIXES
 from metasrgan.data.io import ImageTooLargeError, read_image
+from metasrgan.geometry import check_affine, spacing_of, stack_of_slices
 from metasrgan.intensity import IntensityMap
 from metasrgan.samples_path import SAMPLES, sample_path
-from metasrgan.volume import check_affine, spacing_of
 
 __all__ = [
     "SUFFIXES",
@@ -105,7 +105,7 @@ class Volume:
         self.check(axis, index)
         if self.is_2d:
             return self.data
-        plane = np.take(self.data, index, axis=AXIS_NAMES.index(axis))
+        plane = stack_of_slices(self.data, AXIS_NAMES.index(axis))[index]
         return np.ascontiguousarray(np.rot90(plane))
 
     def slice_shape(self, axis: str) -> tuple[int, int]:

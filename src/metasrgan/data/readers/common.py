@@ -61,8 +61,10 @@ class MRImage:
         if not self.spacing:  # from the affine's column lengths, else 1 per axis
             nd = self.array.ndim
             if self.affine is not None:
-                zooms = np.sqrt((np.asarray(self.affine)[:3, :3] ** 2).sum(axis=0))
-                self.spacing = tuple(float(z) for z in zooms[: min(nd, 3)]) + (1.0,) * (nd - 3)
+                from metasrgan.geometry import spacing_of
+
+                zooms = spacing_of(self.affine)
+                self.spacing = tuple(zooms[: min(nd, 3)]) + (1.0,) * (nd - 3)
             else:
                 self.spacing = (1.0,) * nd
 

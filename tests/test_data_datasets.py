@@ -271,6 +271,6 @@ def test_normalizations(tmp_path):
 
 def test_every_kind_has_one_loader_in_the_registry():
     from metasrgan.data.datasets import KIND_KEYS, KINDS
-    from metasrgan.data.sources import LOADERS
+    from metasrgan.data.sources import SOURCES
 
-    assert tuple(LOADERS) == KINDS and set(KIND_KEYS) == set(KINDS)
+    assert SOURCES.names() == sorted(KINDS) and set(KIND_KEYS) == set(KINDS)

@@ -29,7 +29,7 @@ Splits are deterministic and stable: items are ranked by a hash of ``seed:name``
 first ``round(val_fraction * n)`` form ``val`` (at least one of two or more), so adding
 files moves few others.  ``split`` is ``train``, ``val`` or ``all``.
 
-Each kind's loader is in :mod:`metasrgan.data.sources` (its registry ``LOADERS``); this
+Each kind's loader is in :mod:`metasrgan.data.sources` (its registry ``SOURCES``); this
 module holds what they share: the spec checks, splits, normalisation and slicing.
 """
 
@@ -133,9 +133,9 @@ def load_dataset(source_spec: dict[str, Any], split: str, progress: bool = True)
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is unknown; choose from {', '.join(SPLITS)}")
     out = SliceSet(kind=kind, split=split)
-    from metasrgan.data.sources import LOADERS
+    from metasrgan.data.sources import SOURCES
 
-    LOADERS[kind](spec, split, out, progress)
+    SOURCES.constructor(kind)(spec, split, out, progress)
     if not out.images:
         raise ValueError(
             f"{_describe(spec)}: no usable slices for split {split!r} "

@@ -1,9 +1,10 @@
-"""How each kind of data source is read: one loader per ``kind`` in :data:`LOADERS`.
+"""How each kind of data source is read: one loader per ``kind`` in :data:`SOURCES`.
 
 A loader ``(spec, split, out, progress)`` adds the slices of ``split`` to the
 :class:`~metasrgan.data.datasets.SliceSet` ``out``; :func:`metasrgan.data.datasets.
-load_dataset` checks the spec and picks the loader.  A new kind is a function here, its entry
-in :data:`LOADERS` and its keys in :data:`metasrgan.data.datasets.KIND_KEYS`.
+load_dataset` checks the spec and picks the loader.  A new kind is a function here
+registered with ``@SOURCES.register(kind)`` (the project's one :class:`~metasrgan.registry.
+Registry`) and its keys in :data:`metasrgan.data.datasets.KIND_KEYS`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,16 @@ from metasrgan.data.io import (
     read_image,
     suffix_of,
 )
+from metasrgan.registry import Registry
+
+SOURCES = Registry("data source", error=ValueError)
+"""``kind -> loader``: the data source registry (its names are
+:data:`~metasrgan.data.datasets.KINDS`)."""
 
 # ---------------------------------------------------------------------------- scans
 
 
+@SOURCES.register("brats")
 def _load_brats(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
     root = _root(spec)
     modality = str(spec.get("modality", "t1ce"))
@@ -66,6 +73,7 @@ def _volume_slices(
     _add_volume(out, spec, volume, str(path), axes)
 
 
+@SOURCES.register("volumes")
 def _load_volumes(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
     root = _root(spec)
     paths = [
@@ -112,6 +120,7 @@ def _load_pictures(
             _add_slice(out, spec, array, SliceRecord(str(path)))
 
 
+@SOURCES.register("images")
 def _load_images(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
     root = _root(spec)
     paths = _pictures_in(root)
@@ -120,6 +129,7 @@ def _load_images(spec: dict[str, Any], split: str, out: SliceSet, progress: bool
     _load_pictures(paths, root, spec, split, out, progress)
 
 
+@SOURCES.register("natural")
 def _load_natural(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
     root = natural_image_folder()
     paths = sorted(
@@ -133,6 +143,7 @@ def _load_natural(spec: dict[str, Any], split: str, out: SliceSet, progress: boo
 # ---------------------------------------------------------------------------- offline MRI
 
 
+@SOURCES.register("offline")
 def _load_offline(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
     from metasrgan.data import offline
 
@@ -182,6 +193,7 @@ def _slab_of(name: str):
     return None
 
 
+@SOURCES.register("samples")
 def _load_samples(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
     from metasrgan.samples_path import sample_path
 
@@ -195,6 +207,7 @@ def _load_samples(spec: dict[str, Any], split: str, out: SliceSet, progress: boo
 # ---------------------------------------------------------------------------- prepared
 
 
+@SOURCES.register("prepared")
 def _load_prepared(spec: dict[str, Any], split: str, out: SliceSet, progress: bool) -> None:
     from metasrgan.data.manifest import read_manifest
 
@@ -212,16 +225,3 @@ def _load_prepared(spec: dict[str, Any], split: str, out: SliceSet, progress: bo
             array,
             SliceRecord(str(path)),
         )
-
-
-LOADERS = {
-    "brats": _load_brats,
-    "volumes": _load_volumes,
-    "images": _load_images,
-    "natural": _load_natural,
-    "offline": _load_offline,
-    "samples": _load_samples,
-    "prepared": _load_prepared,
-}
-"""``kind -> loader``: the data source registry (the keys are :data:`~metasrgan.data.
-datasets.KINDS`)."""

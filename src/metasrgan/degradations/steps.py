@@ -8,7 +8,6 @@ training batches stay a pure function of ``(seed, step)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -17,39 +16,20 @@ from metasrgan.degradations.fourier import WINDOWS, fourier_resize
 from metasrgan.degradations.noise import add_noise
 from metasrgan.degradations.profile import PROFILES, slice_profile_resample
 from metasrgan.degradations.resize import KERNELS, resize
+from metasrgan.registry import Registry
 
 StepSpec = dict[str, Any]
-_STEPS: dict[str, type[Step]] = {}
-
-
-def register(name: str) -> Callable[[type[Step]], type[Step]]:
-    def add(cls: type[Step]) -> type[Step]:
-        if name in _STEPS:
-            raise KeyError(f"degradation step {name!r} is registered twice")
-        _STEPS[name] = cls
-        cls.name = name
-        return cls
-
-    return add
+STEPS = Registry("degradation step", error=ValueError)
+register = STEPS.register
 
 
 def available_steps() -> list[str]:
-    return sorted(_STEPS)
+    return STEPS.names()
 
 
 def make_step(spec: StepSpec | str) -> Step:
     """Build a step from ``{"name": ..., "args": {...}}`` (or just its name)."""
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec or set(spec) - {"name", "args"}:
-        raise ValueError(f"a degradation step is {{name: ..., args: {{...}}}}, got {spec!r}")
-    name = spec["name"]
-    if name not in _STEPS:
-        raise ValueError(f"unknown degradation step {name!r}; available: {available_steps()}")
-    try:
-        return _STEPS[name](**(spec.get("args") or {}))
-    except TypeError as err:
-        raise ValueError(f"bad arguments for degradation step {name!r}: {err}") from None
+    return STEPS.make(spec)
 
 
 def _choices(value: Any, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
@@ -81,7 +61,6 @@ def _uniform(span: tuple[float, float], g: torch.Generator | None, n: int = 1) -
 
 
 class Step:
-    name = ""
     resizes = True
 
     def __call__(

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("metasrgan.data")  # -v/-q (metasrgan.logs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -254,7 +257,7 @@ def _write_prepared(out: Path, spec: dict[str, Any], args: argparse.Namespace):
                     "width": int(image.shape[1]),
                 }
             )
-        print(result.summary(), file=sys.stderr)
+        log.info("%s", result.summary())
     meta = {"source": spec, "counts": counts, "failed": failed, "value_range": [0.0, 1.0]}
     return len(rows), write_manifest(out, meta, rows)
 

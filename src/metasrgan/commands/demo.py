@@ -9,9 +9,12 @@ evaluation protocol of :mod:`metasrgan.evaluation` (called directly, as a librar
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from fractions import Fraction
 from pathlib import Path
+
+log = logging.getLogger("metasrgan.demo")  # -v/-q (metasrgan.logs)
 
 DEMO_DATA = "colin27_val"
 DEMO_SCALES = "1.5,2,2.5,3,3.7,4"
@@ -36,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     scales = evaluation.parse_scales(args.scales)  # checked before any work
     device = pick_device(args.device)
     out = Path(args.output)
-    print(f"metasrgan demo: held-out slices of {DEMO_DATA} (real MRI never trained on)",
-          file=sys.stderr)  # fmt: skip
+    log.info("metasrgan demo: held-out slices of %s (real MRI never trained on)", DEMO_DATA)
     model = evaluation.load_method(args.model, device, "Meta-SRGAN")
     methods = [evaluation.bicubic_method(), model]
     images = evaluation.load_images(DEMO_DATA, DEMO_SLICES)

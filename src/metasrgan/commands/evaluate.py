@@ -15,6 +15,9 @@ Example::
 from __future__ import annotations
 
 import argparse
+import logging
+
+log = logging.getLogger("metasrgan.evaluate")  # -v/-q (metasrgan.logs)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -92,7 +95,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import sys
     from fractions import Fraction
     from pathlib import Path
 
@@ -123,20 +125,19 @@ def run(args: argparse.Namespace) -> int:
     evaluation.unique_labels(methods)
     for m in methods:
         if m.fixed_scale is not None and m.fixed_scale not in scales:
-            print(
-                f"note: {m.label} only upscales by x{evaluation.scale_label(m.fixed_scale)}; "
-                "adding that scale to the sweep",
-                file=sys.stderr,
+            log.info(
+                "note: %s only upscales by x%s; adding that scale to the sweep",
+                m.label,
+                evaluation.scale_label(m.fixed_scale),
             )
             scales = sorted([*scales, m.fixed_scale])
 
     images = evaluation.load_images(args.data, args.max_images)
     sources = sorted({im.name.split(":")[0] for im in images})
-    print(
-        f"evaluating {len(methods)} methods on {len(images)} slices from {', '.join(sources)} "
-        f"at {len(scales)} scales, LR by: {', '.join(degradations)}",
-        file=sys.stderr,
-    )
+    log.info(
+        "evaluating %d methods on %d slices from %s at %d scales, LR by: %s",
+        len(methods), len(images), ", ".join(sources), len(scales), ", ".join(degradations),
+    )  # fmt: skip
     rows = []
     for name, chain in degradations.items():
         rows += evaluation.evaluate(
@@ -208,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")
     written.append("evaluation.json")
     print((out / "table.md").read_text())
-    print(f"wrote {', '.join(written)} to {out}", file=sys.stderr)
+    log.info("wrote %s to %s", ", ".join(written), out)
     return 0
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+log = logging.getLogger("metasrgan.serve")  # -v/-q (metasrgan.logs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -86,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     url = f"http://{shown}:{port}/"
     info = app.state.viewer.model_info
     if info["warning"]:
-        print(f"warning: {info['warning']}", file=sys.stderr)
+        log.warning("%s", info["warning"])
     print(f"metasrgan viewer: {url}  (Ctrl+C stops it)", flush=True)
     if args.open:
         import threading

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import os
 import time
@@ -56,6 +57,8 @@ from metasrgan.train.state import (
 )
 from metasrgan.train.step import gan_step
 from metasrgan.train.validation import Validator
+
+log = logging.getLogger("metasrgan.train")  # -v/-q (metasrgan.logs)
 
 
 @dataclass
@@ -226,10 +229,11 @@ class Trainer:
         try:
             sampler = stage_sampler(self.cfg, run.index, store, self.dist)
             if self.dist.main:
-                print(
-                    f"stage {index} '{run.stage.name}': {len(store)} training images, "
-                    f"steps {self.step - stage_start}..{run.stage.steps}, loss {run.loss}"
-                )
+                log.info(
+                    "stage %d '%s': %d training images, steps %d..%d, loss %s",
+                    index, run.stage.name, len(store), self.step - stage_start,
+                    run.stage.steps, run.loss,
+                )  # fmt: skip
             self._updates(run, sampler)
         finally:
             if self.dist.main:
@@ -263,10 +267,10 @@ class Trainer:
         restore_optimizers(meta, tensors, run.opt_g, run.opt_d, run.sched_g, run.sched_d)
         saved_lr = run.opt_g.param_groups[0].get("initial_lr", self.cfg.optim.lr)
         if self.dist.main and saved_lr != self.cfg.optim.lr:
-            print(
-                f"note: optim.lr is {self.cfg.optim.lr:g} in the config but the resumed stage "
-                f"started at {saved_lr:g}; the restored optimizer and schedule continue unchanged"
-            )
+            log.info(
+                "note: optim.lr is %g in the config but the resumed stage started at %g; the "
+                "restored optimizer and schedule continue unchanged", self.cfg.optim.lr, saved_lr,
+            )  # fmt: skip
 
     def _stage_slices(self, run: StageRun) -> SliceStore:
         """Rank 0 reads the stage's training slices once into ``run_dir/slices``; every rank

@@ -5,6 +5,7 @@ and its logs (TensorBoard, ``log.jsonl``: what a resumed run keeps of them)."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from torch import nn
 
 from metasrgan.scale import parse_scales
 from metasrgan.train.config import TrainConfig
+
+log = logging.getLogger("metasrgan.train")  # -v/-q (metasrgan.logs)
 
 
 @dataclass
@@ -135,7 +138,7 @@ def tensorboard_writer(run_dir: Path, purge_step: int | None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is an optional extra
-        print("tensorboard is not installed: logging to log.jsonl only")
+        log.info("tensorboard is not installed: logging to log.jsonl only")
         return None
     return SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge_step)
 

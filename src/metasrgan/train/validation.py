@@ -80,10 +80,10 @@ class Validator:
             from metasrgan.interpolation import CLASSICAL, interpolate
 
             best = (-math.inf, -math.inf, "")
+            pairs = [self.pair(k, im, chain, scale) for k, im in enumerate(self.images())]
             for method in CLASSICAL:
                 p, q = [], []
-                for k, im in enumerate(self.images()):
-                    b = self.pair(k, im, chain, scale)
+                for b in pairs:
                     out = interpolate(b.lr, tuple(b.hr.shape[-2:]), method).clamp(0, 1)
                     p.append(psnr_unit(out, b.hr))
                     q.append(ssim_unit(out, b.hr))

@@ -223,7 +223,7 @@ def parse_degradations(values: list[str]) -> dict:
 
     import yaml
 
-    from metasrgan.degradations import PRESETS, make_chain
+    from metasrgan.degradations import PRESETS, make_chain, make_plan
 
     chains: dict = {}
     for value in values:
@@ -245,11 +245,8 @@ def parse_degradations(values: list[str]) -> dict:
                 f"--degradation {value!r} is not a preset ({', '.join(PRESETS)}), 'all', "
                 "a YAML file or an inline YAML mapping"
             )
-        for item in spec.get("mixture", [spec]):
-            item = dict(item)
-            for key in ("weight", "scales"):
-                item.pop(key, None)
-            preset = item.pop("preset", None)
-            chain = make_chain(preset if preset is not None else item)
-            chains[preset or f"{chain.acquisition}-{len(chains) + 1}"] = chain
+        mixture = spec if "mixture" in spec else {"mixture": [spec]}
+        for option in make_plan(mixture, (2.0,)).options:  # weights and scales: training's
+            chain = option.chain
+            chains[chain.preset or f"{chain.acquisition}-{len(chains) + 1}"] = chain
     return chains

@@ -91,6 +91,8 @@ class Chain:
     acquisition: str
     steps: list[Step]
     spec: dict[str, Any]
+    preset: str | None = None
+    """The preset's name when the chain was made from one."""
 
     @property
     def text(self) -> str:
@@ -119,10 +121,11 @@ def describe(spec: dict[str, Any]) -> str:
 
 def make_chain(spec: str | dict[str, Any]) -> Chain:
     """A preset name, ``{acquisition, steps: [...]}``, or one step ``{name, args}``."""
+    preset = None
     if isinstance(spec, str):
         if spec not in PRESETS:
             raise ValueError(f"unknown degradation {spec!r}; presets: {', '.join(PRESETS)}")
-        spec = PRESETS[spec]
+        preset, spec = spec, PRESETS[spec]
     if not isinstance(spec, dict):
         raise ValueError(f"a degradation is a preset name or a mapping, got {spec!r}")
     if "name" in spec:  # one step: its acquisition follows from what it imitates
@@ -137,7 +140,7 @@ def make_chain(spec: str | dict[str, Any]) -> Chain:
     steps = [make_step(s) for s in spec.get("steps") or []]
     if not steps or not steps[0].resizes or any(s.resizes for s in steps[1:]):
         raise ValueError("a chain starts with one resizing step, then only noise-like steps")
-    return Chain(acquisition, steps, dict(spec))
+    return Chain(acquisition, steps, dict(spec), preset)
 
 
 @dataclass

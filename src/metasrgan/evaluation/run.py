@@ -76,7 +76,7 @@ def evaluate(
     if batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     chain = degradation if isinstance(degradation, Chain) else make_chain(degradation)
-    name = name or (degradation if isinstance(degradation, str) else chain.text)
+    name = name or chain.preset or chain.text
     for im in images:
         im.window = information_window(im.array, crop_size)
     groups: dict[tuple[int, int], list[int]] = {}

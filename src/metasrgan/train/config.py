@@ -357,7 +357,7 @@ def val_chains(cfg: TrainConfig) -> list[tuple[str, Any, list[float]]]:
             chain = make_chain(name)
         else:
             chain = make_chain(item)
-            name = item if isinstance(item, str) else chain.acquisition
+            name = chain.preset or chain.acquisition
         out.append((name, chain, scales))
     return out
 

@@ -137,6 +137,13 @@ def wall_time(run: Path) -> float:
     return end - start
 
 
+def kspace_skip(model) -> str:
+    if getattr(model, "data_consistency", False):
+        return ("periodic zero-filled sinc, keeping the acquired k-space band as far as the "
+                "estimated noise level lets it be trusted")  # fmt: skip
+    return "mirrored zero-filled sinc"
+
+
 def main() -> None:  # a script's straight-line recipe: package, evaluate, write
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
@@ -225,10 +232,16 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         f"| architecture | Meta-SRGAN generator, {json.dumps(cfg.get('model', {}).get('args', {}))}"
         f", {n_params:,} parameters |",
         "| acquisitions | conditioned on how the low-resolution image was made: `kspace` "
-        "(default in-plane; skip: mirrored zero-filled sinc), `thick` (through-plane slices, "
+        f"(default in-plane; skip: {kspace_skip(model)}), `thick` (through-plane slices, "
         "scales (s, 1) up to 6; skip: bicubic), `bicubic` (the paper's protocol; skip: bicubic)"
         " |",
     ]
+    if getattr(model, "noise_input", False):
+        lines.append(
+            "| noise | conditioned on the input's noise level, estimated on the whole image "
+            "(one level per volume) by a learned estimator supervised with the noise each "
+            "training batch was given |"
+        )
     for k, st in enumerate(facts["stages"], 1):
         lines.append(
             f"| stage {k} | `{st['recipe']}`: {', '.join(st['stages'])}; checkpoint "

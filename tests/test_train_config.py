@@ -69,6 +69,9 @@ def test_paper_config_has_the_papers_numbers():
         ({"optim": {"decay": 1.5}}, "optim.decay: must be in (0, 1]"),
         ({"optim": {"betas": [0.9, 1.0]}}, "optim.betas: each must be in [0, 1)"),
         ({"loss": {"l1": -1.0}}, "loss.l1: must be >= 0"),
+        ({"loss": {"noise_level": -1.0}}, "loss.noise_level: must be >= 0"),
+        ({"optim": {"lr_scales": {"noise_estimator": 0}}}, "optim.lr_scales.noise_estimator: must"),
+        ({"optim": {"lr_scales": {"noise_estimator": "x"}}}, "optim.lr_scales.noise_estimator"),
         ({"loss": {"l1": 0.0, "adversarial": 0.0, "perceptual": 0.0}}, "every loss weight is 0"),
         ({"discriminator": None}, "loss.adversarial: is 0.001 but discriminator is null"),
         ({"degradation": "nearest"}, "degradation: unknown degradation 'nearest'; presets:"),
@@ -181,3 +184,23 @@ def test_run_folders_are_never_overwritten(tmp_path):
     third = new_run_dir(tmp_path, "exp")
     assert (first.name, second.name, third.name) == ("exp", "exp-2", "exp-3")
     assert (first / "marker").read_text() == "keep"
+
+
+def test_lr_scales_give_named_parameters_their_own_learning_rate():
+    from metasrgan.registry import make
+    from metasrgan.train.config import ConfigError
+    from metasrgan.train.loop import lr_groups
+
+    args = {"features": 8, "blocks": 1, "skip": "sinc", "noise_input": True}
+    spec = {"name": "meta-srgan", "args": {**args, "data_consistency": True}}
+    model = make(spec)
+    groups = lr_groups(model, 1e-4, {"noise_estimator": 20, "consistency_gate": 20})
+    assert [g["lr"] for g in groups] == [1e-4, 2e-3]  # the base group first
+    fast = {id(p) for p in groups[1]["params"]}
+    named = dict(model.named_parameters())
+    assert fast == {id(p) for n, p in named.items()
+                    if n.startswith("noise_estimator.") or n == "consistency_gate"}  # fmt: skip
+    assert sum(len(g["params"]) for g in groups) == len(named)
+    assert len(lr_groups(model, 1e-4, {})) == 1
+    with pytest.raises(ConfigError, match="no generator parameter is named noise_estimatr"):
+        lr_groups(model, 1e-4, {"noise_estimatr": 20})

@@ -462,3 +462,20 @@ def test_the_browser_path_data_reproduce_the_servers_zoom(args, acquisition):
     # float16 features: the error grows with the residual (large here: random weights)
     assert np.abs(mine - theirs).max() <= 1e-3
     assert np.abs(mine - theirs).mean() <= 5e-5
+
+
+def test_data_consistent_models_zoom_on_the_server_and_say_why():
+    """Data consistency is an FFT over the whole output: the page cannot run it, so the
+    browser-path endpoints refuse with the reason (the page then uses /api/zoom.bin)."""
+    torch.manual_seed(8)
+    args = {"features": 8, "blocks": 1, "norm": "none", "skip": "acquisition"}
+    args.update(acquisitions=["kspace", "bicubic"], noise_input=True, data_consistency=True)
+    app = server.create_app(model=make({"name": "meta-srgan", "args": args}).eval(), lookahead=0)
+    c = TestClient(app, base_url=LOCAL)
+    refused = c.get("/api/kernels.bin", params={"scale_h": 2.0, "scale_w": 2.0})
+    assert 400 <= refused.status_code < 500
+    assert "run on the server" in refused.text
+    zoom = c.get(
+        "/api/zoom.bin", params=dict(volume=SAMPLE, axis="axial", index=6, scale_h=2.0, scale_w=2.0)
+    )
+    assert zoom.status_code == 200 and len(zoom.content) > 0

@@ -117,10 +117,13 @@ class _Walk:
             y[:, :, :, -k:] = bg[:, :, :, -k:]
         return y
 
-    def features(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``model.extract_features(x)`` (``x``: the input on the window)."""
+    def features(self, model: nn.Module, x: torch.Tensor, noise: float | None) -> torch.Tensor:
+        """``model.extract_features(x, noise)`` (``x``: the input on the window)."""
         net = model.features
-        head = net.head[1](self.conv(net.head[0], model.normalization.encode(x)))
+        head = self.conv(net.head[0], model.normalization.encode(x))
+        if getattr(model, "noise_input", False):
+            head = head + model.noise_bias(x, noise)
+        head = net.head[1](head)
         t = head
         for block in net.body:
             conv1, norm1, act, conv2, norm2 = block.body
@@ -143,12 +146,15 @@ class BackgroundSkip:
     meets (a few MiB) for the slices that follow.
     """
 
-    def __init__(self, model: nn.Module, scale, acquisition: str | None = None):
+    def __init__(
+        self, model: nn.Module, scale, acquisition: str | None = None, noise: float | None = None
+    ):
         from metasrgan.tiling import receptive_radius
 
         self.model = model
         self.scale = Scale2d.of(scale)
         self.acquisition = acquisition
+        self.noise = noise  # one level for the pass (noise-aware models run dense without)
         self.radius = receptive_radius(model)
         weight = next((m.weight for m in model.modules()
                        if isinstance(m, nn.Conv2d) and m.in_channels > 1), None)  # fmt: skip
@@ -169,6 +175,8 @@ class BackgroundSkip:
         self.pixels += x.shape[0] * height * width
         if min(height, width) < side or not supports(self.model):
             return None
+        if getattr(self.model, "noise_input", False) and self.noise is None:
+            return None
         maps_bytes = 13 * 4 * self.model.features.head[0].out_channels * height * width
         if maps_bytes > MAPS_MAX_BYTES:
             return None
@@ -187,9 +195,7 @@ class BackgroundSkip:
         residual = residual.expand(x.shape[0], -1, -1, -1).clone()
         if box is not None:
             self._paste_residual(x, need, window, value, residual)
-        from metasrgan.tiling import finish_residual
-
-        return finish_residual(self.model, x, residual, rule, self.acquisition)
+        return self.model.combine(x, residual, rule, self.acquisition, self.noise)
 
     def _boxes(self, box: Box, height: int, width: int) -> tuple[Box, Box]:
         """LR pixels whose outputs differ from the background's (the anatomy's box grown by
@@ -210,7 +216,7 @@ class BackgroundSkip:
             side = 2 * self.radius + 1
             const = ref.new_full((1, ref.shape[1], side, side), value)
             walk = _Walk(Box(0, side, 0, side), (side, side))
-            feats = walk.features(self.model, const)
+            feats = walk.features(self.model, const, self.noise)
             self._small[value] = [*walk.maps, feats]
         return self._small[value]
 
@@ -243,7 +249,8 @@ class BackgroundSkip:
         sh, sw = self.scale.h, self.scale.w
         walk = _Walk(window, (height, width), self._full_maps(value, x)[:-1])
         crop = x[:, :, window.r0 : window.r1, window.c0 : window.c1]
-        feats = walk.features(self.model, crop.contiguous(memory_format=self.memory_format))
+        crop = crop.contiguous(memory_format=self.memory_format)
+        feats = walk.features(self.model, crop, self.noise)
         shape = self.scale.out_shape(window.r1 - window.r0, window.c1 - window.c0)
         y = self.model.residual(feats, self.scale, shape, self.acquisition)
         o_r0, o_c0 = window.r0 * sh.p // sh.q, window.c0 * sw.p // sw.q

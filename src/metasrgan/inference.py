@@ -117,6 +117,7 @@ def upscale_tensor(
     clamp: tuple[float, float] = (0.0, 1.0),
     acquisition: str | None = None,
     background=None,
+    noise: float | None = None,
 ) -> torch.Tensor:
     """``[B, C, H, W]`` in [0, 1] -> upscaled, clamped to ``clamp`` (the paper clamps to the
     image range; pass the input's own range to keep values beyond [0, 1]).
@@ -126,11 +127,14 @@ def upscale_tensor(
     computed only where the anatomy reaches (same output).
 
     ``acquisition`` is passed to models that list acquisitions (see
-    :func:`model_acquisition`).  Raises :class:`NonFiniteOutputError` when the model's
-    output has NaN or Inf values.
+    :func:`model_acquisition`); ``noise`` (one level for the whole batch, as a volume's) to
+    noise-aware models, which otherwise estimate it on each image.  Raises
+    :class:`NonFiniteOutputError` when the model's output has NaN or Inf values.
     """
     scale = Scale2d.of(scale)
     extra = {"acquisition": acquisition} if acquisition and _knows_acquisitions(model) else {}
+    if noise is not None and model_uses_noise(model):
+        extra["noise"] = noise
     # thick slices are trained with (s, 1) scales up to THROUGH_PLANE_MAX (configs/shipped.yaml)
     thick = extra.get("acquisition") == "thick"
     scale.warn_if_untrained(high=THROUGH_PLANE_MAX if thick else 4.0)
@@ -155,6 +159,11 @@ def upscale_tensor(
 
 def _knows_acquisitions(model: nn.Module) -> bool:
     return bool(getattr(model, "acquisitions", ()))
+
+
+def model_uses_noise(model: nn.Module) -> bool:
+    """Whether ``model`` takes a ``noise`` level (noise input or data consistency)."""
+    return bool(getattr(model, "noise_input", False) or getattr(model, "data_consistency", False))
 
 
 @torch.inference_mode()

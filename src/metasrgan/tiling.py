@@ -12,12 +12,13 @@ Two things are not local and are handled here:
 
 - batch norm in training mode normalises with the tile's own statistics: tiling needs
   ``model.eval()`` (checked);
-- the global skip of residual models (bicubic resizes with the ratio ``H / H_out``, which
-  differs from ``q / p`` when ``H * s`` is not an integer; the mirrored zero-filled sinc
-  reads the whole image): models that split their forward pass into
-  ``skip_image(x) + residual(extract_features(x))`` (:class:`~metasrgan.models.MetaSRGAN`)
-  get only the local residual per tile and the skip image of the whole input once (cheap,
-  output-sized), which is exact for every skip.
+- the global steps of residual models (the skip: bicubic resizes with the ratio
+  ``H / H_out``, which differs from ``q / p`` when ``H * s`` is not an integer, the
+  zero-filled sinc reads the whole image; data consistency's FFT; the noise estimate):
+  models that split their forward pass into ``combine(x, residual(extract_features(x)))``
+  (:class:`~metasrgan.models.MetaSRGAN`) get only the local residual per tile, with the
+  whole image's noise level, and ``combine`` once on the whole image (cheap, output-sized),
+  which is exact for every skip.
 """
 
 from __future__ import annotations
@@ -38,8 +39,15 @@ def receptive_radius(model: nn.Module) -> int:
     neighbourhood: exact for networks whose convolutions are all on one path (SRResNet-style
     residual blocks and skips add no reach), an upper bound otherwise (safe: more overlap).
     """
+    from metasrgan.models.blocks import NoiseEstimator
+
+    # the noise estimator reads the whole image once (passed to every tile): not local
+    global_parts = {id(m) for e in model.modules() if isinstance(e, NoiseEstimator)
+                    for m in e.modules()}  # fmt: skip
     radius = 0
     for module in model.modules():
+        if id(module) in global_parts:
+            continue
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
             dh, dw = module.dilation
@@ -93,6 +101,7 @@ def upscale_tiled(
     overlap: int | None = None,
     progress: bool = False,
     acquisition: str | None = None,
+    noise=None,
 ) -> torch.Tensor:
     """Upscale ``x`` (``[B, C, H, W]`` in [0, 1]) tile by tile; equals ``model(x, scale)``.
 
@@ -106,6 +115,7 @@ def upscale_tiled(
             :func:`receptive_radius`.
         progress: show a progress bar over tiles.
         acquisition: passed on to models that take one (``model.acquisitions``).
+        noise: the noise level for noise-aware models (default: estimated on each image).
 
     Returns the unclamped output ``[B, C, H_out, W_out]`` (clamp it as ``upscale_tensor`` does).
     """
@@ -136,6 +146,10 @@ def upscale_tiled(
     cols = plan_axis(width, scale.w, tile, overlap)
     split = has_split_forward(model)
     extra = {"acquisition": acquisition} if acquisition else {}
+    if split:  # the whole image's noise level, not each tile's
+        noise = model.noise_level(x, noise)
+    elif noise is not None:
+        extra["noise"] = noise
     out = None
     bar = None
     if progress:
@@ -147,7 +161,7 @@ def upscale_tiled(
             window = x[:, :, r.start : r.stop, c.start : c.stop]
             if split:  # the local part only; the global skip is added once below
                 y = model.residual(
-                    model.extract_features(window), scale,
+                    model.extract_features(window, noise), scale,
                     scale.out_shape(*window.shape[-2:]), acquisition,
                 )  # fmt: skip
             else:
@@ -164,19 +178,11 @@ def upscale_tiled(
                 bar.update()
     if bar is not None:
         bar.close()
-    return finish_residual(model, x, out, rule, acquisition) if split else out
+    return model.combine(x, out, rule, acquisition, noise) if split else out
 
 
 def has_split_forward(model: nn.Module) -> bool:
-    """Whether ``model`` computes ``skip_image(x) + residual(extract_features(x))``."""
-    return all(hasattr(model, name) for name in ("extract_features", "residual", "skip_image"))
-
-
-def finish_residual(
-    model: nn.Module, x: torch.Tensor, residual: torch.Tensor, out_shape, acquisition
-) -> torch.Tensor:
-    """The model's output from its assembled residual: plus the skip image of the whole
-    input, or (no skip) the residual mapped back to image units (as ``forward`` does)."""
-    if getattr(model, "skip", "none") == "none":
-        return model.normalization.decode(residual)
-    return residual.add_(model.skip_image(x, tuple(out_shape), acquisition))
+    """Whether ``model`` computes ``combine(x, residual(extract_features(x)))``: a local
+    residual, then a global step (the skip image; data consistency) on the whole image."""
+    names = ("noise_level", "extract_features", "residual", "combine")
+    return all(hasattr(model, name) for name in names)

@@ -209,6 +209,26 @@ def slice_batch(
     return int(max(1, min(fits, MAX_AUTO_BATCH, limit or MAX_AUTO_BATCH)))
 
 
+@torch.no_grad()
+def _volume_noise(model: nn.Module, moved: np.ndarray, intensity: IntensityMap) -> float | None:
+    """One noise level for a noise-aware model's pass over a stack of slices: the median of
+    the model's estimates on up to 32 evenly spaced slices with anatomy (noise belongs to
+    the acquisition, not to a slice; one value keeps the slices consistent).  None for
+    other models."""
+    from metasrgan.inference import model_uses_noise
+
+    if not model_uses_noise(model):
+        return None
+    picks = np.unique(np.linspace(0, len(moved) - 1, min(len(moved), 32)).round().astype(int))
+    picks = [i for i in picks if np.ptp(moved[i]) > 0]
+    if not picks:
+        return 0.0
+    unit = np.ascontiguousarray(intensity.apply(moved[picks], clip=False), dtype=np.float32)
+    device = next(iter(model.parameters())).device
+    levels = [model.noise_level(torch.from_numpy(u)[None, None].to(device)) for u in unit]
+    return float(torch.cat(levels).median())
+
+
 def _slices_upscale(
     model: nn.Module,
     data: np.ndarray,
@@ -233,7 +253,8 @@ def _slices_upscale(
     out_hw = scale.out_shape(*moved.shape[1:])
     out = np.empty((moved.shape[0], *out_hw), dtype=np.float32)
     batch = slice_batch(model, moved.shape[1:], out_hw, batch)
-    background = BackgroundSkip(model, scale, acquisition) if skip_background else None
+    noise = _volume_noise(model, moved, intensity)
+    background = BackgroundSkip(model, scale, acquisition, noise) if skip_background else None
     lo, hi = (
         float(intensity.apply(data.min(), clip=False)),
         float(intensity.apply(data.max(), clip=False)),
@@ -242,7 +263,7 @@ def _slices_upscale(
         chunk = intensity.apply(moved[start : start + batch], clip=False)
         x = torch.from_numpy(np.ascontiguousarray(chunk))[:, None].to(device)
         y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi), acquisition=acquisition,
-                           background=background)  # fmt: skip
+                           background=background, noise=noise)  # fmt: skip
         out[start : start + batch] = intensity.invert(y[:, 0].cpu().numpy())
         if progress is not None:
             progress(len(chunk))

@@ -138,7 +138,7 @@ class PatchSampler:
         patches = [self._patch(self._image(i), (hr_h, hr_w), g) for i in indices]
         hr = torch.stack(patches)[:, None]
         hr = self._intensity(hr, g)
-        lr = option.chain(hr, (lr_h, lr_w), g)
+        lr, noise = option.chain.degrade(hr, (lr_h, lr_w), g)
         if transpose:
             hr, lr, pair = hr.transpose(-2, -1), lr.transpose(-2, -1), pair[::-1]
         return {
@@ -146,6 +146,7 @@ class PatchSampler:
             "lr": lr.contiguous(),
             "scale": scale if pair[0] == pair[1] else pair,
             "acquisition": option.chain.acquisition,
+            "noise": noise.float(),
         }
 
     def __iter__(self):

@@ -112,3 +112,9 @@ def fourier_resize(
     y = _resize_axis(y, shape[1], -1, boundary, window)
     out = y.abs() if partial_fourier < 1.0 else y.real
     return out.to(dtype)
+
+
+def acquired_band(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """The part of ``[..., H, W]`` that a matrix of ``shape`` acquires: k-space truncation to
+    ``shape`` and zero-filling back (periodic), an orthogonal projection (idempotent)."""
+    return fourier_resize(fourier_resize(x, shape), tuple(x.shape[-2:]))

@@ -104,10 +104,24 @@ class Chain:
     def __call__(
         self, hr: torch.Tensor, shape: tuple[int, int], g: torch.Generator | None = None
     ) -> torch.Tensor:
+        return self.degrade(hr, shape, g)[0]
+
+    def degrade(
+        self, hr: torch.Tensor, shape: tuple[int, int], g: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The LR images and the standard deviation of the noise added to each (``[B]``,
+        0 for clean ones): what a noise-aware model learns to estimate."""
+        from metasrgan.degradations.steps import Noise
+
         x = hr
+        variance = torch.zeros(hr.shape[0] if hr.dim() == 4 else 1, dtype=torch.float64)
         for step in self.steps:
-            x = step(x, tuple(shape) if step.resizes else tuple(x.shape[-2:]), g)
-        return x.clamp(0.0, 1.0)
+            if isinstance(step, Noise):
+                x, sigma = step.apply(x, g)
+                variance = variance + sigma**2
+            else:
+                x = step(x, tuple(shape) if step.resizes else tuple(x.shape[-2:]), g)
+        return x.clamp(0.0, 1.0), variance.sqrt()
 
 
 def describe(spec: dict[str, Any]) -> str:

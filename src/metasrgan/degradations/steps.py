@@ -135,9 +135,13 @@ class Noise(Step):
         self.p = p
 
     def __call__(self, x, shape, g=None):
+        return self.apply(x, g)[0]
+
+    def apply(self, x: torch.Tensor, g=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noisy images and each one's ``sigma`` (``[n]`` float64, 0 where none)."""
         n = x.shape[0] if x.dim() == 4 else 1
         sigma = _uniform(self.sigma, g, n)
         if self.p < 1.0:
             sigma = sigma * (torch.rand(n, generator=g, dtype=torch.float64) < self.p)
         view = (n, 1, 1, 1) if x.dim() == 4 else ()
-        return add_noise(x, sigma.view(view).to(x.dtype), self.kind, g)
+        return add_noise(x, sigma.view(view).to(x.dtype), self.kind, g), sigma

@@ -50,6 +50,50 @@ class SRResNetFeatures(nn.Module):
         return head + self.body_end(self.body(head))
 
 
+class NoiseEstimator(nn.Module):
+    """An image's noise level, learned on top of a classical estimate.
+
+    Donoho's robust estimate (the median absolute finest diagonal Haar coefficient over
+    0.6745, as ``skimage.restoration.estimate_sigma`` with Daubechies wavelets) is exact on
+    flat noisy images but reads the detail of k-space-truncated low-resolution MRI, which
+    reaches the Nyquist frequency, as 3-6% noise when it has none.  So a linear head maps its
+    log and the whole-image means of a small CNN's features (how much structure there is) to
+    the log level; it starts as Donoho's estimate and learns the correction from the noise
+    each training batch was given.  Whole-image on purpose: a 33-pixel receptive field cannot
+    tell fine anatomy from noise, a whole image can.  Hand-written Haar in torch because it
+    runs in the forward pass, on training batches and on the GPU."""
+
+    def __init__(self, channels: int = 1, width: int = 16):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(),
+        )
+        self.head = nn.Linear(width + 1, 1)
+        nn.init.zeros_(self.head.weight)
+        with torch.no_grad():
+            self.head.weight[0, 0] = 1.0  # log level = log Donoho at first
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` images in [0, 1] and standardised -> ``[B]`` levels (x's units)."""
+        pooled = self.body(encoded).mean(dim=(2, 3))
+        mad = torch.log(donoho_sigma(x) + 1e-3)[:, None]
+        return torch.exp(self.head(torch.cat([mad, pooled], dim=1)))[:, 0]
+
+
+def donoho_sigma(x: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B]``: median |HH| / 0.6745 (0 below 2 x 2 pixels)."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    if h == 0 or w == 0:
+        return x.new_zeros(x.shape[0])
+    t = x[..., :h, :w].detach().float()
+    hh = (t[..., 0::2, 0::2] - t[..., 0::2, 1::2] - t[..., 1::2, 0::2] + t[..., 1::2, 1::2]) / 2
+    return (hh.abs().flatten(1).median(dim=1).values / 0.6745).to(x.dtype)
+
+
 class IntensityNormalization(nn.Module):
     """Maps images in [0, 1] to the network's standardised space and back (no parameters).
 

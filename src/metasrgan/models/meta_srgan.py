@@ -7,14 +7,26 @@ import math
 import torch
 from torch import nn
 
+from metasrgan.degradations.fourier import acquired_band
 from metasrgan.interpolation import bicubic as bicubic_resize
 from metasrgan.interpolation import interpolate
-from metasrgan.models.blocks import IntensityNormalization, SRResNetFeatures
+from metasrgan.models.blocks import IntensityNormalization, NoiseEstimator, SRResNetFeatures
 from metasrgan.models.meta_upscale import MetaUpscale
 from metasrgan.registry import register
 from metasrgan.scale import Scale2d
 
 SKIPS = ("none", "bicubic", "sinc", "acquisition")
+NOISE_UNIT = 0.01
+"""Noise levels enter the network in units of 1% of the image range."""
+
+
+def uses_sinc_skip(skip: str, acquisitions) -> bool:
+    """Whether a model with this ``skip`` starts some acquisition from a sinc skip."""
+    from metasrgan.degradations import ACQUISITIONS
+
+    if skip == "acquisition":
+        return any(ACQUISITIONS[a].skip == "sinc" for a in acquisitions)
+    return skip == "sinc"
 
 
 @register("meta-srgan")
@@ -34,6 +46,14 @@ class MetaSRGAN(nn.Module):
             and the weight predictor receives it (one-hot) with the scale's anisotropy
             ``ln(s_h / s_w)``.  Empty (the paper): unconditioned.
         default_acquisition: used when a call names none.
+        noise_input: condition the features on the input's noise level (estimated on the
+            whole image by a learned :class:`~metasrgan.models.blocks.NoiseEstimator`, or
+            given per call): a learned bias of the first layer, as FFDNet's noise-level
+            map, so one model sharpens clean inputs and denoises noisy ones.
+        data_consistency: for k-space acquisitions, keep the frequencies the scanner
+            acquired: the residual's part inside the input's band is removed (the skip, a
+            periodic zero-filled sinc, is exactly that band), in proportion to a learned
+            function of the noise level (clean inputs: kept exactly; noisy ones: denoised).
         upscaler: ``"fast"`` or ``"reference"`` (per-pixel, for testing and benchmarks).
     """
 
@@ -48,6 +68,8 @@ class MetaSRGAN(nn.Module):
         skip: str = "none",
         acquisitions: list[str] | tuple[str, ...] = (),
         default_acquisition: str | None = None,
+        noise_input: bool = False,
+        data_consistency: bool = False,
         upscaler: str = "fast",
     ):
         super().__init__()
@@ -64,6 +86,8 @@ class MetaSRGAN(nn.Module):
             raise ValueError("skip 'acquisition' needs a list of acquisitions")
         if default_acquisition is not None and default_acquisition not in acquisitions:
             raise ValueError(f"default_acquisition {default_acquisition!r} is not in acquisitions")
+        if data_consistency and not uses_sinc_skip(skip, acquisitions):
+            raise ValueError("data_consistency needs skip 'sinc', or 'acquisition' with kspace")
         self.channels = channels
         self.skip = skip
         self.acquisitions = tuple(acquisitions)
@@ -71,8 +95,18 @@ class MetaSRGAN(nn.Module):
             self.acquisitions[0] if self.acquisitions else None
         )
         self.upscaler = upscaler
+        self.noise_input = noise_input
+        self.data_consistency = data_consistency
         self.normalization = IntensityNormalization(mean, std)
         self.features = SRResNetFeatures(channels, features, blocks, norm)
+        if noise_input or data_consistency:
+            self.noise_estimator = NoiseEstimator(channels)
+        if noise_input:  # zero at first: a model initialised from one without it is unchanged
+            self.noise_embedding = nn.Linear(1, features)
+            nn.init.zeros_(self.noise_embedding.weight)
+            nn.init.zeros_(self.noise_embedding.bias)
+        if data_consistency:  # slope and log-threshold of the trust in the acquired band
+            self.consistency_gate = nn.Parameter(torch.tensor([4.0, math.log(NOISE_UNIT)]))
         n_cond = len(self.acquisitions) + 1 if self.acquisitions else 0
         self.upscale = MetaUpscale(features, channels, 3, conditions=n_cond)
         if skip != "none":
@@ -87,13 +121,42 @@ class MetaSRGAN(nn.Module):
         scale,
         out_shape: tuple[int, int] | None = None,
         acquisition: str | None = None,
+        noise=None,
     ) -> torch.Tensor:
-        """``x``: ``[B, C, H, W]`` in [0, 1]; returns ``[B, C, H*s_h, W*s_w]`` (not clamped)."""
-        return self.upscale_features(x, self.extract_features(x), scale, out_shape, acquisition)
+        """``x``: ``[B, C, H, W]`` in [0, 1]; returns ``[B, C, H*s_h, W*s_w]`` (not clamped).
 
-    def extract_features(self, x: torch.Tensor) -> torch.Tensor:
+        ``noise``: the inputs' noise level (a number or ``[B]``, as :meth:`noise_level`
+        gives it) for noise-aware models; None estimates it on each image of ``x``."""
+        noise = self.noise_level(x, noise)
+        if self.training:  # the training step supervises the estimate (one forward: DDP-safe)
+            self.estimated_noise = noise
+        feats = self.extract_features(x, noise)
+        return self.upscale_features(x, feats, scale, out_shape, acquisition, noise)
+
+    def noise_level(self, x: torch.Tensor, noise=None) -> torch.Tensor | None:
+        """``[B]`` noise levels of ``x`` (``noise`` if given), about a fraction of the image
+        range, or None when the model uses none.  Tiles, bands and background windows must
+        pass the whole image's (the estimate reads the whole image)."""
+        if not (self.noise_input or self.data_consistency):
+            return None
+        if noise is None:
+            return self.noise_estimator(x, self.normalization.encode(x))
+        return torch.as_tensor(noise, dtype=x.dtype, device=x.device).expand(x.shape[0])
+
+    def extract_features(self, x: torch.Tensor, noise=None) -> torch.Tensor:
         """The scale-independent part (most of the cost): cache it to zoom one image often."""
-        return self.features(self.normalization.encode(x))
+        encoded = self.normalization.encode(x)
+        if not self.noise_input:
+            return self.features(encoded)
+        net = self.features
+        head = net.head[1](net.head[0](encoded) + self.noise_bias(x, noise))
+        return head + net.body_end(net.body(head))
+
+    def noise_bias(self, x: torch.Tensor, noise=None) -> torch.Tensor:
+        """``[B, F, 1, 1]``: what the noise level adds to the first layer's output."""
+        sigma = self.noise_level(x, noise)
+        bias = self.noise_embedding((sigma / NOISE_UNIT)[:, None].to(x.dtype))
+        return bias[:, :, None, None]
 
     def upscale_features(
         self,
@@ -102,14 +165,36 @@ class MetaSRGAN(nn.Module):
         scale,
         out_shape: tuple[int, int] | None = None,
         acquisition: str | None = None,
+        noise=None,
     ) -> torch.Tensor:
-        """The rest of :meth:`forward` given ``feats = extract_features(x)``."""
+        """The rest of :meth:`forward` given ``feats = extract_features(x, noise)``."""
         scale = Scale2d.of(scale)
         out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
         y = self.residual(feats, scale, out_shape, acquisition)
+        return self.combine(x, y, out_shape, acquisition, noise)
+
+    def combine(
+        self,
+        x: torch.Tensor,
+        residual: torch.Tensor,
+        out_shape: tuple[int, int],
+        acquisition: str | None = None,
+        noise=None,
+    ) -> torch.Tensor:
+        """The output from the whole image's residual: the skip image plus the residual
+        (without the acquired band, for data-consistent k-space models); not local."""
         if self.skip == "none":
-            return self.normalization.decode(y)
-        return self.skip_image(x, out_shape, acquisition) + y
+            return self.normalization.decode(residual)
+        if self.data_consistency and self.skip_method(acquisition) == "sinc":
+            trust = self.band_trust(self.noise_level(x, noise))[:, None, None, None]
+            residual = residual - trust * acquired_band(residual, tuple(x.shape[-2:]))
+        return self.skip_image(x, tuple(out_shape), acquisition) + residual
+
+    def band_trust(self, sigma: torch.Tensor) -> torch.Tensor:
+        """In [0, 1]: how far the acquired band is kept as it is (1) rather than left to
+        the network (0), a learned logistic function of the log noise level."""
+        slope, log_threshold = self.consistency_gate
+        return torch.sigmoid(-slope * (torch.log(sigma + 1e-4) - log_threshold))
 
     def residual(
         self, feats: torch.Tensor, scale, out_shape: tuple[int, int], acquisition: str | None = None
@@ -135,10 +220,12 @@ class MetaSRGAN(nn.Module):
 
         if self.skip == "none":
             return None
+        # data consistency needs the scanner's own (periodic) band; else mirror the borders
+        sinc = "sinc" if self.data_consistency else "sinc-mirror"
         if self.skip == "acquisition":
             skip = ACQUISITIONS[self.resolve_acquisition(acquisition)].skip
-            return "sinc-mirror" if skip == "sinc" else skip
-        return "sinc-mirror" if self.skip == "sinc" else self.skip
+            return sinc if skip == "sinc" else skip
+        return sinc if self.skip == "sinc" else self.skip
 
     def resolve_acquisition(self, acquisition: str | None) -> str | None:
         """The acquisition a call is conditioned on (None for unconditioned models)."""

@@ -32,6 +32,9 @@ class LossConfig:
     vgg19: str | None = None
     """Path of torchvision's VGG19 weights (else $METASRGAN_VGG19 or torch.hub's cache)."""
     vgg19_download: bool = False
+    noise_level: float = 0.0
+    """Weight of the L1 loss of a noise-aware model's noise estimate against the noise the
+    degradation added (in units of 1% of the range; 0 for clean inputs)."""
 
 
 @dataclass
@@ -41,6 +44,9 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     decay: float = 0.8
     decay_every: int = 60_000
+    lr_scales: dict[str, float] = field(default_factory=dict)
+    """Generator parameters whose names start with a key learn at ``lr`` times its value
+    (e.g. ``{noise_estimator: 10}``: a few new parameters, trained fast beside the rest)."""
 
 
 @dataclass
@@ -247,7 +253,7 @@ def _validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{key}: must be >= 0, got {value}")
 
     def check_loss(loss: LossConfig, key: str) -> None:
-        for term in ("l1", "adversarial", "perceptual"):
+        for term in ("l1", "adversarial", "perceptual", "noise_level"):
             not_negative(getattr(loss, term), f"{key}.{term}")
         if loss.l1 == loss.adversarial == loss.perceptual == 0:
             raise ConfigError(f"{key}: every loss weight is 0; nothing would be trained")
@@ -269,6 +275,9 @@ def _validate(cfg: TrainConfig) -> None:
     positive(cfg.optim.lr, "optim.lr")
     positive(cfg.optim.d_lr, "optim.d_lr")
     positive(cfg.optim.decay_every, "optim.decay_every")
+    for prefix, factor in cfg.optim.lr_scales.items():
+        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0:
+            raise ConfigError(f"optim.lr_scales.{prefix}: must be > 0, got {factor!r}")
     if not 0 < cfg.optim.decay <= 1:
         raise ConfigError(f"optim.decay: must be in (0, 1], got {cfg.optim.decay}")
     if not all(0 <= b < 1 for b in cfg.optim.betas):

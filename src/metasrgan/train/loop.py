@@ -250,7 +250,7 @@ class Trainer:
         stage = cfg.stages[index]
         loss = cfg.stage_loss(stage)
         o = cfg.optim
-        opt_g = torch.optim.Adam(self.g.parameters(), lr=o.lr, betas=o.betas)
+        opt_g = torch.optim.Adam(lr_groups(self.generator, o.lr, o.lr_scales), betas=o.betas)
         sched_g = torch.optim.lr_scheduler.StepLR(opt_g, o.decay_every, o.decay)
         opt_d = sched_d = None
         if self.d is not None and loss.adversarial > 0:
@@ -318,13 +318,15 @@ class Trainer:
     def _update(self, run: StageRun, batch: dict) -> dict[str, float]:
         """One generator (and discriminator) update and its schedules' step."""
         cfg = self.cfg
-        scale = batch["scale"]
+        scale, made = batch["scale"], batch
         batch = {
-            "hr": self._to_device(batch["hr"]),
-            "lr": self._to_device(batch["lr"]),
+            "hr": self._to_device(made["hr"]),
+            "lr": self._to_device(made["lr"]),
             "scale": tuple(scale) if isinstance(scale, list) else scale,  # pinning makes lists
-            "acquisition": batch.get("acquisition"),
+            "acquisition": made.get("acquisition"),
         }
+        if "noise" in made:  # what the degradation added: a noise-aware model learns it
+            batch["noise"] = self._to_device(made["noise"])
         warm = run.index == 0 and self.step < cfg.warmup_l1_steps
         use = dataclasses.replace(run.loss, adversarial=0.0, perceptual=0.0) if warm else run.loss
         gan = use.adversarial > 0
@@ -442,3 +444,22 @@ def _scale_text(scale) -> str:
 
 
 __all__ = ["Trainer", "agree_run_dir", "new_run_dir"]
+
+
+def lr_groups(model: nn.Module, lr: float, scales: dict[str, float]) -> list[dict]:
+    """Adam parameter groups: ``lr``, and ``lr * factor`` for the parameters whose names
+    start with a key of ``scales`` (the longest key wins); a key that names no parameter is
+    a :class:`~metasrgan.train.config.ConfigError`."""
+    from metasrgan.train.config import ConfigError
+
+    groups: dict[float, list] = {lr: []}  # the base group first: logs and resume read it
+    used = set()
+    for name, param in model.named_parameters():
+        keys = [k for k in scales if name == k or name.startswith(k + ".")]
+        key = max(keys, key=len) if keys else None
+        used.update(keys)
+        groups.setdefault(lr * scales[key] if key else lr, []).append(param)
+    unused = sorted(set(scales) - used)
+    if unused:
+        raise ConfigError(f"optim.lr_scales: no generator parameter is named {', '.join(unused)}")
+    return [{"params": params, "lr": value} for value, params in groups.items() if params]

@@ -88,30 +88,34 @@ def wait_for_file(path: Path, failed: Path, poll_s: float = 0.2) -> None:
 
 
 def load_init_weights(generator: nn.Module, path: str) -> None:
-    """``--init-from``: a model file's weights.  A generator conditioned on more inputs than
-    the file's (e.g. an acquisition-conditioned model from an unconditioned one) gets zero
-    weights for the new inputs of its weight predictor, so it starts as exactly that model."""
-    from safetensors import safe_open
+    """``--init-from``: a model file's weights.  A generator with more inputs than the file's
+    (an acquisition-conditioned or noise-aware model from an older one) gets zero weights
+    for the new input columns, and keeps its own initial values for parameters the file
+    lacks (zero-initialised where that matters), so it starts as exactly that model."""
     from safetensors.torch import load_file
 
     from metasrgan.checkpoint import load_weights
 
-    key = "upscale.weight_prediction.body.0.weight"
-    own = generator.state_dict().get(key)
-    old = None
-    if own is not None:
-        try:
-            with safe_open(str(path), "pt") as f:
-                old = f.get_tensor(key) if key in f.keys() else None  # noqa: SIM118
-        except Exception:  # not a safetensors file: load_weights says what is wrong
-            old = None
-    if old is None or old.shape == own.shape or old.shape[0] != own.shape[0]:
+    own = generator.state_dict()
+    try:
+        state = load_file(str(path))
+    except Exception:  # not a safetensors file: load_weights says what is wrong
+        state = None
+    if (
+        state is None
+        or set(state) == set(own)
+        and all(state[k].shape == v.shape for k, v in own.items())
+    ):
         load_weights(generator, path)
         return
-    state = load_file(str(path))
-    widened = own.new_zeros(own.shape)
-    widened[:, : old.shape[1]] = old
-    state[key] = widened
+    for key, value in own.items():
+        old = state.get(key)
+        if old is None:
+            state[key] = value
+        elif old.shape != value.shape and old.shape[0] == value.shape[0] and old.dim() > 1:
+            widened = value.new_zeros(value.shape)
+            widened[:, : old.shape[1]] = old
+            state[key] = widened
     generator.load_state_dict(state, strict=True)
 
 

@@ -4,7 +4,8 @@ The generator loss is ``l1 * L1 + adversarial * GAN + perceptual * VGG``; the ad
 term is the standard GAN objective in its non-saturating form (the generator maximises
 ``log D(G(z))``), the discriminator minimises ``-log D(x) - log(1 - D(G(z)))``.  The
 discriminator's parameters are frozen while the generator trains; every term is returned
-by name (``l_g_pix``, ``l_g_gan``, ``l_g_percep``, ``l_d_real``, ``l_d_fake``).
+by name (``l_g_pix``, ``l_g_gan``, ``l_g_percep``, ``l_g_noise``, ``l_d_real``,
+``l_d_fake``).  Noise-aware generators also learn to estimate the noise the batch carries.
 """
 
 from __future__ import annotations
@@ -62,6 +63,14 @@ def gan_step(
         l_pix = F.l1_loss(sr.float(), hr)
         total = loss.l1 * l_pix
         logs["l_g_pix"] = l_pix.item()
+        estimate = getattr(_unwrap(generator), "estimated_noise", None)
+        if loss.noise_level > 0 and estimate is not None and "noise" in batch:
+            from metasrgan.models.meta_srgan import NOISE_UNIT
+
+            target = batch["noise"].to(estimate.device, torch.float32)
+            l_noise = F.l1_loss(estimate.float() / NOISE_UNIT, target / NOISE_UNIT)
+            total = total + loss.noise_level * l_noise
+            logs["l_g_noise"] = l_noise.item()
         if loss.perceptual > 0:
             if vgg is None:
                 raise ValueError("the perceptual loss is on but no VGG19 was given")

@@ -85,17 +85,19 @@ def extract_features(
     bands once ``cancelled()`` is true."""
     height = x.shape[-2]
     halo = receptive_radius(model)  # includes the Meta-Upscale's 1: one row to spare
+    noise = model.noise_level(x) if hasattr(model, "noise_level") else None
+    kwargs = {} if noise is None else {"noise": noise}  # the slice's, not each band's
     if height <= band_rows + 2 * halo:
         if cancelled():
             raise Cancelled
-        return model.extract_features(x)
+        return model.extract_features(x, **kwargs)
     parts = []
     for top in range(0, height, band_rows):
         if cancelled():
             raise Cancelled
         bottom = min(height, top + band_rows)
         lo, hi = max(0, top - halo), min(height, bottom + halo)
-        band = model.extract_features(x[..., lo:hi, :])
+        band = model.extract_features(x[..., lo:hi, :], **kwargs)
         parts.append(band[..., top - lo : band.shape[-2] - (hi - bottom), :])
     return torch.cat(parts, dim=-2)
 

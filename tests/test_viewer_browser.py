@@ -109,10 +109,16 @@ def browser(downloads):
 
 @pytest.fixture(scope="module")
 def served():
+    from metasrgan.inference import load
     from metasrgan.viewer.server import create_app
 
     torch.set_num_threads(1)  # a busy 2-core machine: no OpenMP stalls
-    app = create_app()
+    model = load()
+    # the page's WebGL path is for models without data consistency (an FFT over the whole
+    # output, done on the server: tests/test_viewer_hardening.py); here it runs the shipped
+    # network without that last step, on both sides of the comparison
+    model.data_consistency = False
+    app = create_app(model=model)
     url, stop = serve(app)
     yield app, url
     stop()

@@ -101,22 +101,36 @@ def load_init_weights(generator: nn.Module, path: str) -> None:
         state = load_file(str(path))
     except Exception:  # not a safetensors file: load_weights says what is wrong
         state = None
-    if (
-        state is None
-        or set(state) == set(own)
-        and all(state[k].shape == v.shape for k, v in own.items())
-    ):
-        load_weights(generator, path)
+    if state is None or not _only_new_inputs(state, own):
+        load_weights(generator, path)  # exact, or an error that names the file and tensor
         return
     for key, value in own.items():
         old = state.get(key)
         if old is None:
             state[key] = value
-        elif old.shape != value.shape and old.shape[0] == value.shape[0] and old.dim() > 1:
+        elif old.shape != value.shape:
             widened = value.new_zeros(value.shape)
             widened[:, : old.shape[1]] = old
             state[key] = widened
     generator.load_state_dict(state, strict=True)
+
+
+def _only_new_inputs(state: dict, own: dict) -> bool:
+    """Whether the file differs from the model only by parameters the model adds and by
+    input columns (dimension 1) it widens."""
+    if set(state) - set(own):
+        return False
+    differs = False
+    for key, new in own.items():
+        old = state.get(key)
+        if old is None:
+            differs = True
+        elif old.shape != new.shape:
+            widened = old.dim() == new.dim() > 1 and old.shape[1] < new.shape[1]
+            if not widened or old.shape[:1] + old.shape[2:] != new.shape[:1] + new.shape[2:]:
+                return False
+            differs = True
+    return differs
 
 
 def truncate_log(path: Path, step: int) -> None:

@@ -45,8 +45,9 @@ class SRResNetFeatures(nn.Module):
             nn.Conv2d(features, features, 3, padding=1), norm_layer(norm, features)
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        head = self.head(x)
+    def forward(self, x: torch.Tensor, head_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``head_bias`` (``[B, F, 1, 1]``) is added before the head's PReLU (a condition)."""
+        head = self.head(x) if head_bias is None else self.head[1](self.head[0](x) + head_bias)
         return head + self.body_end(self.body(head))
 
 

@@ -145,12 +145,8 @@ class MetaSRGAN(nn.Module):
 
     def extract_features(self, x: torch.Tensor, noise=None) -> torch.Tensor:
         """The scale-independent part (most of the cost): cache it to zoom one image often."""
-        encoded = self.normalization.encode(x)
-        if not self.noise_input:
-            return self.features(encoded)
-        net = self.features
-        head = net.head[1](net.head[0](encoded) + self.noise_bias(x, noise))
-        return head + net.body_end(net.body(head))
+        bias = self.noise_bias(x, noise) if self.noise_input else None
+        return self.features(self.normalization.encode(x), bias)
 
     def noise_bias(self, x: torch.Tensor, noise=None) -> torch.Tensor:
         """``[B, F, 1, 1]``: what the noise level adds to the first layer's output."""

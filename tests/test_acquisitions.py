@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from fixtures.models import CONDITIONED
 
 from metasrgan import evaluation
 from metasrgan.checkpoint import load_model, save_model
@@ -15,18 +16,6 @@ from metasrgan.data.io import read_image
 from metasrgan.interpolation import CLASSICAL, interpolate
 from metasrgan.registry import make
 from metasrgan.samples_path import sample_path
-
-CONDITIONED = {
-    "name": "meta-srgan",
-    "args": {
-        "features": 8,
-        "blocks": 1,
-        "norm": "none",
-        "skip": "acquisition",
-        "acquisitions": ["kspace", "thick", "bicubic"],
-        "default_acquisition": "kspace",
-    },
-}
 
 
 @pytest.fixture(scope="module")

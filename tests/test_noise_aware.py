@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fixtures.models import AWARE
 
 from metasrgan.background import BackgroundSkip
 from metasrgan.checkpoint import save_model
@@ -15,20 +16,6 @@ from metasrgan.degradations.noise import add_noise
 from metasrgan.registry import make
 from metasrgan.samples_path import sample_path
 from metasrgan.tiling import upscale_tiled
-
-AWARE = {
-    "name": "meta-srgan",
-    "args": {
-        "features": 8,
-        "blocks": 1,
-        "norm": "none",
-        "skip": "acquisition",
-        "acquisitions": ["kspace", "thick", "bicubic"],
-        "default_acquisition": "kspace",
-        "noise_input": True,
-        "data_consistency": True,
-    },
-}
 
 
 @pytest.fixture(scope="module")

@@ -162,8 +162,8 @@ def _knows_acquisitions(model: nn.Module) -> bool:
 
 
 def model_uses_noise(model: nn.Module) -> bool:
-    """Whether ``model`` takes a ``noise`` level (noise input or data consistency)."""
-    return bool(getattr(model, "noise_input", False) or getattr(model, "data_consistency", False))
+    """Whether ``model`` takes a ``noise`` level (:attr:`MetaSRGAN.uses_noise`)."""
+    return bool(getattr(model, "uses_noise", False))
 
 
 @torch.inference_mode()

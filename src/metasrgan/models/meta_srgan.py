@@ -99,7 +99,7 @@ class MetaSRGAN(nn.Module):
         self.data_consistency = data_consistency
         self.normalization = IntensityNormalization(mean, std)
         self.features = SRResNetFeatures(channels, features, blocks, norm)
-        if noise_input or data_consistency:
+        if self.uses_noise:
             self.noise_estimator = NoiseEstimator(channels)
         if noise_input:  # zero at first: a model initialised from one without it is unchanged
             self.noise_embedding = nn.Linear(1, features)
@@ -133,11 +133,16 @@ class MetaSRGAN(nn.Module):
         feats = self.extract_features(x, noise)
         return self.upscale_features(x, feats, scale, out_shape, acquisition, noise)
 
+    @property
+    def uses_noise(self) -> bool:
+        """Whether a noise level enters the model (noise input or data consistency)."""
+        return self.noise_input or self.data_consistency
+
     def noise_level(self, x: torch.Tensor, noise=None) -> torch.Tensor | None:
         """``[B]`` noise levels of ``x`` (``noise`` if given), about a fraction of the image
         range, or None when the model uses none.  Tiles, bands and background windows must
         pass the whole image's (the estimate reads the whole image)."""
-        if not (self.noise_input or self.data_consistency):
+        if not self.uses_noise:
             return None
         if noise is None:
             return self.noise_estimator(x, self.normalization.encode(x))

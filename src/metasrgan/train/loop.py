@@ -443,9 +443,6 @@ def _scale_text(scale) -> str:
     return "x".join(f"{v:g}" for v in scale) if isinstance(scale, tuple) else f"{scale:.1f}"
 
 
-__all__ = ["Trainer", "agree_run_dir", "new_run_dir"]
-
-
 def lr_groups(model: nn.Module, lr: float, scales: dict[str, float]) -> list[dict]:
     """Adam parameter groups: ``lr``, and ``lr * factor`` for the parameters whose names
     start with a key of ``scales`` (the longest key wins); a key that names no parameter is
@@ -463,3 +460,6 @@ def lr_groups(model: nn.Module, lr: float, scales: dict[str, float]) -> list[dic
     if unused:
         raise ConfigError(f"optim.lr_scales: no generator parameter is named {', '.join(unused)}")
     return [{"params": params, "lr": value} for value, params in groups.items() if params]
+
+
+__all__ = ["Trainer", "agree_run_dir", "new_run_dir"]

@@ -7,9 +7,12 @@ page is driven by Selenium.  A 256x256x12 volume (the bundled real Colin27 slab,
 to 256x256 as BraTS slices are) is uploaded through the page, then:
 
 1. zoom steps: on each of ``--rounds`` slices, the zoom slider is set to every scale
-   1.0, 1.1, ..., 4.0 (shuffled; each a new result, features of the slice cached) and the
-   page records the time from the slider's ``input`` event to the new Meta-SRGAN pixels
-   drawn (``ms``) and to the next display frame after that (``frame``);
+   1.0, 1.1, ..., 4.0 (shuffled; each a new result for the page, features of the slice
+   cached) and the page records the time from the slider's ``input`` event to the new
+   Meta-SRGAN pixels drawn (``ms``) and to the next display frame after that (``frame``).
+   Before each slice's sweep the bench waits for the server's look-ahead: all of it
+   (``--sweep-wait idle``, warm: the zoom stops prefetched) or its first zoom stop only
+   (``first``); ``--zoom-cache-mb 0`` turns the zoom look-ahead off (the cold baseline);
 2. a drag: 60 ``input`` events 16 ms apart across x1.5-x3.9, how many results were shown
    and how long after the last event the final one appeared;
 3. slice changes at x2: ArrowUp once the look-ahead is idle (warm: the features of the next
@@ -173,15 +176,34 @@ class Page:
         return rec
 
 
-def zoom_sweep(page: Page, scales: list[float], rounds: int, rng) -> dict[float, list[dict]]:
-    """Park at x1 (no work), move to the slice, let the look-ahead compute its features,
-    then every scale once in shuffled order; ``rounds`` slices."""
+def wait_first_prefetch(http, timeout: float = 120.0) -> None:
+    """Until the zoom look-ahead has finished one stop of the new slice (so its features are
+    cached) and no more: the user zooms while the look-ahead is still under way."""
+    done = http.get("/api/stats").json().get("zoom_prefetch_done")
+    if done is None:  # no zoom look-ahead on the server: the features alone
+        return wait_idle(http, timeout)
+    deadline = time.monotonic() + timeout
+    while http.get("/api/stats").json()["zoom_prefetch_done"] == done:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the zoom look-ahead did not start")
+        time.sleep(0.01)
+
+
+def zoom_sweep(
+    page: Page, scales: list[float], rounds: int, rng, wait: str = "idle"
+) -> dict[float, list[dict]]:
+    """Park at x1 (no work), move to the slice, let the look-ahead compute its features
+    (``wait="idle"``: and every zoom stop; ``"first"``: one stop only), then every scale
+    once in shuffled order; ``rounds`` slices."""
     per_scale: dict[float, list[dict]] = {s: [] for s in scales}
     for r in range(rounds):
         index = 3 + 3 * r
         page.step("scale", 1.0, 6 if r == 0 else 3 * r, 1.0)
         page.step("slice", index, index, 1.0)
-        wait_idle(page.http)
+        t0 = time.monotonic()
+        time.sleep(0.5)  # a view from the page's cache tells the server in a hint of its own
+        (wait_idle if wait == "idle" else wait_first_prefetch)(page.http)
+        print(f"  slice {index}: look-ahead waited for {time.monotonic() - t0:.1f} s")
         order = scales[1:]
         rng.shuffle(order)
         for s in order:
@@ -202,9 +224,15 @@ def report_zoom(per_scale: dict[float, list[dict]]) -> None:
     slowest = sorted(per_scale, key=lambda s: -np.median([r["ms"] for r in per_scale[s]]))
     worst = [f"x{s} {np.median([r['ms'] for r in per_scale[s]]):.0f}" for s in slowest[:6]]
     print("  slowest scales (p50 ms): " + ", ".join(worst))
-    server_ms = [b["server"]["metasrgan"] for b in everything if b["server"]]
+    hits = [b for b in everything if b.get("cached")]
+    computed = [b for b in everything if not b.get("cached")]
+    print(f"  from the server's caches (look-ahead) drawn {stats([b['ms'] for b in hits])}")
+    print(f"  computed for the request           drawn {stats([b['ms'] for b in computed])}")
+    server_ms = [b["server"]["metasrgan"] for b in computed if b["server"]]
     where = sorted({b.get("where") for b in everything if b.get("where")})
     print(f"  of which Meta-SRGAN itself ({', '.join(where)}) {stats(server_ms)}")
+    request_ms = [b["server"]["request"] for b in hits if b["server"]]
+    print(f"  cached: the server's handling {stats(request_ms)}")
 
 
 def drag(page: Page, index: int) -> dict:
@@ -254,7 +282,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="model file (default: the shipped model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--zoom-cache-mb",
+        type=float,
+        help="the server's zoom look-ahead bound (0: off, the cold baseline; default: its own)",
+    )
+    parser.add_argument(
+        "--sweep-wait",
+        choices=("idle", "first"),
+        default="idle",
+        help="before each slice's sweep, wait for the whole look-ahead (idle: warm) or only "
+        "for its first zoom stop (first: the look-ahead fills in between the steps)",
+    )
     args = parser.parse_args(argv)
+    if args.zoom_cache_mb is not None:  # read by the server's process (create_app)
+        from metasrgan.viewer.server import ZOOM_CACHE_ENV
+
+        os.environ[ZOOM_CACHE_ENV] = f"{args.zoom_cache_mb:g}"
 
     import httpx
 
@@ -263,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scales:
         scales = [1.0] + [float(v) for v in args.scales.split(",") if float(v) != 1.0]
     results: dict = {"cpus": os.cpu_count(), "threads": args.threads, "load": os.getloadavg()}
+    results.update(zoom_cache_mb=args.zoom_cache_mb, sweep_wait=args.sweep_wait)
     with tempfile.TemporaryDirectory() as tmp:
         volume = make_volume(Path(tmp))
         other = make_volume(Path(tmp), flip=True)
@@ -274,9 +319,12 @@ def main(argv: list[str] | None = None) -> int:
             page.open(volume)
             print(f"server {url}, volume {page.vol_id}, load average {os.getloadavg()}")
             page.choose("compute", args.compute)
-            per_scale = zoom_sweep(page, scales, args.rounds, rng)
+            per_scale = zoom_sweep(page, scales, args.rounds, rng, args.sweep_wait)
             results["zoom"] = {str(s): recs for s, recs in per_scale.items()}
             report_zoom(per_scale)
+            stats = page.http.get("/api/stats").json()
+            print(f"  server: {json.dumps({k: v for k, v in stats.items() if 'zoom' in k})}")
+            print(f"  load average after the sweep {os.getloadavg()}")
             if not args.zoom_only:
                 last = 3 + 3 * (args.rounds - 1)
                 results["drag"] = drag(page, last)

@@ -3,15 +3,18 @@
 Requests compute on a small thread pool (``workers``, two by default), so one client's long
 zoom leaves a worker for everybody else's small ones; at most ``max_pending`` computations
 wait, beyond that a request is refused at once (HTTP 503) instead of queueing without bound.
-Look-ahead work (features of the slices next to the one on screen) runs on its own thread
-and only while no request is computing or waiting; each job is given a ``cancelled`` check
-that turns true as soon as a request arrives, so it stops at its next band of rows and is
-tried again later.
+Look-ahead work (features of the slices next to the one on screen, zoom stops of the one
+on screen) runs on its own thread and only while no request is computing or waiting, and
+:data:`IDLE_GRACE_S` after the last request ended (a drag's requests come back to back: a
+unit started in the gap between two of them would compete with the next for the cores);
+each job is given a ``cancelled`` check that turns true as soon as a request arrives, so it
+stops at its next band of rows (or before its zoom) and is tried again later.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +23,8 @@ from typing import TypeVar
 from metasrgan.viewer.engine import Cancelled
 
 T = TypeVar("T")
+IDLE_GRACE_S = 0.15
+"""Quiet time after a request before look-ahead work starts."""
 
 
 class Busy(RuntimeError):
@@ -27,9 +32,11 @@ class Busy(RuntimeError):
 
 
 class ComputePool:
-    def __init__(self, workers: int = 2, max_pending: int = 16):
+    def __init__(self, workers: int = 2, max_pending: int = 16, grace: float = IDLE_GRACE_S):
         self.workers = workers
         self.max_pending = max_pending
+        self.grace = grace
+        self._last_request = 0.0
         self._pending = 0
         self._cond = threading.Condition()
         self._lookahead: deque[tuple[Hashable, Callable[[Callable[[], bool]], object]]] = deque()
@@ -65,6 +72,7 @@ class ComputePool:
         finally:
             with self._cond:
                 self._pending -= 1
+                self._last_request = time.monotonic()
                 self._cond.notify_all()
 
     def look_ahead(self, jobs: list[tuple[Hashable, Callable[[Callable[[], bool]], object]]]):
@@ -72,6 +80,7 @@ class ComputePool:
         with self._cond:
             self._lookahead.clear()
             self._lookahead.extend(jobs)
+            self._last_request = time.monotonic()  # a request just came (maybe from memory)
             self._cond.notify_all()
 
     @property
@@ -99,6 +108,10 @@ class ComputePool:
                 )
                 if self._closed:
                     return
+                quiet = self._last_request + self.grace - time.monotonic()
+                if quiet > 0:
+                    self._cond.wait(quiet)
+                    continue
                 key, job = self._lookahead.popleft()
                 self._running = True
             try:

@@ -14,7 +14,9 @@
   request of the same client superseded this one:
   ``GET zoom`` (JSON with PNG data URLs and timings), ``GET zoom.bin`` (Meta-SRGAN and
   bicubic as 16-bit raw, the page's fast path; shape, scale and timings in headers),
-  ``GET zoom/{kind}.png`` and ``GET zoom/{kind}.nii.gz`` (downloads of one result).
+  ``GET zoom/{kind}.png`` and ``GET zoom/{kind}.nii.gz`` (downloads of one result);
+  ``GET lookahead`` (204: the page shows this view from its own cache, so the server's
+  look-ahead follows it; see :mod:`metasrgan.viewer.zoomahead`).
 - ``GET stats``: counters for tests and benchmarks.
 """
 
@@ -111,13 +113,18 @@ async def zoom_params(
 ZoomDep = Annotated[ZoomRequest, Depends(zoom_params)]
 
 
-def _zoom(viewer: Viewer, req: ZoomRequest) -> tuple[CachedZoom, bool] | JSONResponse:
+def _zoom(viewer: Viewer, req: ZoomRequest, fn=None) -> tuple[CachedZoom, bool] | JSONResponse:
+    """``viewer.zoom`` (or ``fn``), a 409 answer when a newer request superseded it."""
     try:
-        return viewer.zoom(req)
+        return (fn or viewer.zoom)(req)
     except Superseded:
         latest = viewer.sequencer.latest(req.client)
         body = {"error": "superseded by a newer request", "seq": req.seq, "latest": latest}
         return JSONResponse(body, status_code=409)
+
+
+def _superseded(_req: ZoomRequest):
+    raise Superseded
 
 
 def _timings(entry: CachedZoom, t0: float) -> dict:
@@ -295,19 +302,35 @@ def api_zoom(req: ZoomDep, viewer: ViewerDep):
 
 
 @router.get("/zoom.bin")
-def api_zoom_bin(req: ZoomDep, viewer: ViewerDep):
+async def api_zoom_bin(req: ZoomDep, viewer: ViewerDep):
+    """A body in memory (a recent or prefetched result) is answered on the event loop; one
+    to compute or wait for goes to a worker thread."""
     t0 = time.perf_counter()
-    done = _zoom(viewer, req)
+    try:
+        done = viewer.zoom_bin_at_hand(req)
+    except Superseded:
+        done = _zoom(viewer, req, _superseded)
+    if done is None:
+        done = await run_in_threadpool(_zoom, viewer, req, viewer.zoom_bin)
     if isinstance(done, JSONResponse):
         return done
-    entry, from_cache = done
-    h, w = entry.result.metasrgan.shape
+    body, from_cache = done  # a prefetched body (zoomahead) or a result's
+    h, w = body.shape
+    timings = {**body.timings, "request": round((time.perf_counter() - t0) * 1e3, 2)}
     headers = {
         "X-Shape": f"{h},{w}",
         "X-Zoom": json.dumps({**_scale_info(req), "seq": req.seq, "from_cache": from_cache}),
-        "X-Timings": json.dumps(_timings(entry, t0)),
+        "X-Timings": json.dumps(timings),
     }
-    return Response(entry.raw, media_type="application/octet-stream", headers=headers)
+    return Response(body.body, media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/lookahead", status_code=204)
+def api_lookahead(req: ZoomDep, viewer: ViewerDep) -> Response:
+    """Where the page is (it showed a zoom from its own cache): the look-ahead is
+    reprioritised for that view; nothing is computed for the request itself."""
+    viewer.view(req)
+    return Response(status_code=204)
 
 
 @router.get("/zoom/{kind}.png")
@@ -368,4 +391,5 @@ def api_stats(viewer: ViewerDep):
         "lookahead_interrupted": viewer.pool.lookahead_interrupted,
         "lookahead_queued": len(viewer.pool.queued_lookahead()),
         "lookahead_running": viewer.pool.running_lookahead,
+        **(viewer.zoom_ahead.stats() if viewer.zoom_ahead else {}),
     }

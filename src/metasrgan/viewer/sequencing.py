@@ -63,3 +63,19 @@ class RequestSequencer:
             if not current:
                 self.count_superseded()
             yield current
+
+    @contextmanager
+    def try_turn(self, client: str, seq: int) -> Iterator[bool | None]:
+        """:meth:`turn` without waiting: yields None when the client's turn is taken (an
+        answer at hand on the event loop must never block it)."""
+        state = self._client(client, seq)
+        if not state.lock.acquire(blocking=False):
+            yield None
+            return
+        try:
+            current = self.is_current(client, seq)
+            if not current:
+                self.count_superseded()
+            yield current
+        finally:
+            state.lock.release()

@@ -2,8 +2,9 @@
 
 The model is loaded once, when the app is made.  Volumes, slice features and recent zoom
 results live in bounded caches (:mod:`metasrgan.viewer.cache`); computations run on a
-bounded pool (:mod:`metasrgan.viewer.jobs`) with features of neighbouring slices computed
-ahead in idle time; the routes are in :mod:`metasrgan.viewer.routes` and
+bounded pool (:mod:`metasrgan.viewer.jobs`) with features of neighbouring slices and the
+zoom stops of the slice on screen (:mod:`metasrgan.viewer.zoomahead`) computed ahead in idle
+time; the routes are in :mod:`metasrgan.viewer.routes` and
 :mod:`metasrgan.viewer.browser_compute`, assembled by :mod:`metasrgan.viewer.app`.  Every
 error answers JSON ``{"error": message}`` and the server carries on.
 """
@@ -22,11 +23,12 @@ from fastapi import FastAPI
 from torch import nn
 
 from metasrgan.scale import Scale2d
-from metasrgan.viewer import engine, images, security
+from metasrgan.viewer import engine, images, security, zoomahead
 from metasrgan.viewer.cache import LRUCache
 from metasrgan.viewer.jobs import ComputePool
 from metasrgan.viewer.sequencing import RequestSequencer
 from metasrgan.viewer.volumes import Volume, load_sample, sample_names
+from metasrgan.viewer.zoomahead import ZoomAhead, ZoomBytes
 
 DEFAULT_SAMPLE = "colin27_val"
 DEFAULT_MAX_UPLOAD_MB = 256
@@ -34,6 +36,8 @@ LOOKAHEAD_SLICES = 4
 """Slices on each side of the one on screen whose features are computed ahead."""
 MAX_OUTPUT_PIXELS = 4096 * 4096
 """The largest zoom one request may ask for (a 1024-pixel slice at x4)."""
+ZOOM_CACHE_ENV = "METASRGAN_VIEWER_ZOOM_CACHE_MB"
+"""Overrides :data:`zoomahead.ZOOM_CACHE_MB` (0: no zoom look-ahead; benchmarks' baseline)."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Viewer:
         limits: UploadLimits,
         workers: int = 2,
         lookahead: int = LOOKAHEAD_SLICES,
+        zoom_cache_mb: float = zoomahead.ZOOM_CACHE_MB,
     ):
         self.model = model
         self.model_info = model_info
@@ -116,6 +121,8 @@ class Viewer:
             48, 768 * 1024**2, lambda t: t.element_size() * t.nelement()
         )
         self.results: LRUCache[CachedZoom] = LRUCache(64, 384 * 1024**2, lambda z: z.nbytes)
+        self.zoom_ahead = ZoomAhead(int(zoom_cache_mb * 1024**2)) if zoom_cache_mb > 0 else None
+        self.model_key = (model_info.get("path"), model_info.get("name"), id(model))
         self.sequencer = RequestSequencer()
         self.pool = ComputePool(workers)
         self.counts = {"computed": 0, "result_cache_hits": 0, "dropped_after_features": 0}
@@ -153,15 +160,65 @@ class Viewer:
         with self.sequencer.turn(req.client, req.seq) as current:
             if not current:
                 raise Superseded
-            cached = self.results.get(req.key)
-            if cached is not None:
-                self._count("result_cache_hits")
-                entry, from_cache = cached, True
-            else:
-                entry, from_cache = self.pool.run(self._compute, req), False
-                self.results.put(req.key, entry)
-        self.look_ahead(req.volume, req.axis, req.index, req.client)
+            entry, from_cache = self._cached_or_computed(req)
+        self.look_ahead(req.volume, req.axis, req.index, req.client, req)
         return entry, from_cache
+
+    def zoom_bin(self, req: ZoomRequest) -> tuple[ZoomBytes, bool]:
+        """The ``zoom.bin`` body: a recent result, a prefetched body, or computed now."""
+        _remember(self._wanted, req.client, req.key[:3])
+        with self.sequencer.turn(req.client, req.seq) as current:
+            if not current:
+                raise Superseded
+            ahead = None
+            if self.zoom_ahead is not None and req.key not in self.results:
+                ahead = self.zoom_ahead.get(self.zoom_key(req.key))
+            if ahead is not None:
+                self._count("result_cache_hits")
+                found = ahead, True
+            else:
+                entry, from_cache = self._cached_or_computed(req)
+                found = ZoomBytes.of(entry.result, entry.raw), from_cache
+        self.look_ahead(req.volume, req.axis, req.index, req.client, req)
+        return found
+
+    def zoom_bin_at_hand(self, req: ZoomRequest) -> tuple[ZoomBytes, bool] | None:
+        """:meth:`zoom_bin` for a body already in memory, without waiting for anything (the
+        route answers it on the event loop: no thread hop); None: take :meth:`zoom_bin`."""
+        entry = self.results.get(req.key)
+        body = ZoomBytes.of(entry.result, entry.raw) if entry is not None else None
+        if body is None and self.zoom_ahead is not None:
+            body = self.zoom_ahead.cache.get(self.zoom_key(req.key))
+        if body is None:
+            return None
+        with self.sequencer.try_turn(req.client, req.seq) as current:
+            if current is None:
+                return None
+            if not current:
+                raise Superseded
+        self._count("result_cache_hits")
+        if entry is None:
+            self.zoom_ahead.count_hit()
+        self.view(req)
+        return body, True
+
+    def view(self, req: ZoomRequest) -> None:
+        """The client shows ``req`` (from its own cache): only the look-ahead follows."""
+        _remember(self._wanted, req.client, req.key[:3])
+        self.look_ahead(req.volume, req.axis, req.index, req.client, req)
+
+    def zoom_key(self, key: tuple) -> tuple:
+        """A result's key with the model in it: it names everything a body depends on."""
+        return (self.model_key, *key)
+
+    def _cached_or_computed(self, req: ZoomRequest) -> tuple[CachedZoom, bool]:
+        cached = self.results.get(req.key)
+        if cached is not None:
+            self._count("result_cache_hits")
+            return cached, True
+        entry = self.pool.run(self._compute, req)
+        self.results.put(req.key, entry)
+        return entry, False
 
     def slice_features(self, volume: Volume, axis: str, index: int, cancelled) -> torch.Tensor:
         key = (volume.id, axis, index)
@@ -173,7 +230,6 @@ class Viewer:
         return features
 
     def _compute(self, req: ZoomRequest) -> CachedZoom:
-        unit = req.volume.unit_slice(req.axis, req.index)
         features, features_ms = None, 0.0
         trivial = req.scale.h.p == req.scale.h.q and req.scale.w.p == req.scale.w.q
         if not trivial and engine.supports_feature_cache(self.model):
@@ -197,7 +253,14 @@ class Viewer:
                 self._count("dropped_after_features")
                 raise Superseded
         self._count("computed")
-        result = engine.zoom(self.model, unit, req.scale, features, req.acquisition)
+        vol, acq = req.volume, req.acquisition
+        return self.render(vol, req.axis, req.index, req.scale, acq, features, features_ms)
+
+    def render(self, volume, axis, index, scale, acquisition, features, features_ms=0.0):
+        """The zoom from the slice's features: the one computation requests and the zoom
+        look-ahead share, so a prefetched body is byte for byte the one a request makes."""
+        unit = volume.unit_slice(axis, index)
+        result = engine.zoom(self.model, unit, scale, features, acquisition)
         if features_ms:
             result.features_cached = False
             result.features_ms = features_ms
@@ -205,10 +268,13 @@ class Viewer:
         raw = images.uint16_bytes(result.metasrgan) + images.uint16_bytes(result.bicubic)
         return CachedZoom(result, raw)
 
-    def look_ahead(self, volume: Volume, axis: str, index: int, client: str) -> None:
+    def look_ahead(
+        self, volume: Volume, axis: str, index: int, client: str, req: ZoomRequest | None = None
+    ) -> None:
         """Queue the features of the neighbouring slices, nearest first, in the direction the
-        user is moving first, as many as the feature cache holds besides the one on screen."""
-        if volume.is_2d or not self.lookahead or not engine.supports_feature_cache(self.model):
+        user is moving first, as many as the feature cache holds besides the one on screen;
+        with ``req``, the zoom stops of the slice on screen too, interleaved with them."""
+        if not self.lookahead or not engine.supports_feature_cache(self.model):
             return
         last = self._last_index.get((client, volume.id), index)
         _remember(self._last_index, (client, volume.id), index)
@@ -217,9 +283,11 @@ class Viewer:
         per_slice = 64 * h * w * 4  # float32 features of this model (64 channels)
         room = min(self.features.max_items, self.features.max_bytes // per_slice) - 2
         # the slice itself first: a zoom at x1 computes no features, the next zoom needs them
-        order = [index] + [
-            index + sign * d for d in range(1, self.lookahead + 1) for sign in (step, -step)
-        ]
+        order = [index]
+        if not volume.is_2d:
+            order += [
+                index + sign * d for d in range(1, self.lookahead + 1) for sign in (step, -step)
+            ]
         count = volume.slice_counts()[axis]
         wanted = [i for i in order if 0 <= i < count][: max(0, room)]
         jobs = []
@@ -228,7 +296,10 @@ class Viewer:
                 jobs.append(
                     ((volume.id, axis, i), lambda c, i=i: self.slice_features(volume, axis, i, c))
                 )
-        self.pool.look_ahead(jobs)
+        here = jobs[:1] if jobs and jobs[0][0][2] == index else []
+        self.pool.look_ahead(
+            here + zoomahead.interleave(zoomahead.zoom_jobs(self, req), jobs[len(here) :])
+        )
 
 
 def _remember(table: dict, key, value, limit: int = 1024) -> None:
@@ -289,8 +360,11 @@ def create_app(
     allowed_hosts: tuple[str, ...] = security.LOOPBACK,
     workers: int = 2,
     lookahead: int = LOOKAHEAD_SLICES,
+    zoom_cache_mb: float | None = None,
 ) -> FastAPI:
-    """The FastAPI app.  ``model`` (an already built network) overrides ``model_path``."""
+    """The FastAPI app.  ``model`` (an already built network) overrides ``model_path``;
+    ``zoom_cache_mb`` bounds the zoom look-ahead (None: ``$METASRGAN_VIEWER_ZOOM_CACHE_MB``
+    or :data:`zoomahead.ZOOM_CACHE_MB`; 0 turns it off; ``lookahead=0`` turns both off)."""
     from metasrgan.viewer.app import install
 
     if model is None:
@@ -301,7 +375,9 @@ def create_app(
         info = model_info(model, None, untrained)
     engine.warm_up(model)
     limits = limits or UploadLimits(max_bytes=int(max_upload_mb * 1024 * 1024))
-    viewer = Viewer(model, info, limits, workers, lookahead)
+    if zoom_cache_mb is None:
+        zoom_cache_mb = float(os.environ.get(ZOOM_CACHE_ENV, zoomahead.ZOOM_CACHE_MB))
+    viewer = Viewer(model, info, limits, workers, lookahead, zoom_cache_mb)
     viewer.default_sample = preload_sample if preload_sample in sample_names() else None
     if viewer.default_sample:
         volume = viewer.sample(viewer.default_sample)

@@ -34,13 +34,20 @@ export function differenceTable(range) {
   return table;
 }
 
+const buffers = new WeakMap(); // canvas -> its last ImageData: no 4 MB allocation per zoom
+
 function imageData(canvas, width, height) {
   if (canvas.width !== width || canvas.height !== height) {
     canvas.width = width;
     canvas.height = height;
   }
   const ctx = canvas.getContext("2d");
-  return { ctx, data: ctx.createImageData(width, height) };
+  let data = buffers.get(canvas);
+  if (!data || data.width !== width || data.height !== height) {
+    data = ctx.createImageData(width, height);
+    buffers.set(canvas, data);
+  }
+  return { ctx, data };
 }
 
 export function drawGray(canvas, pixels, width, height, table) {

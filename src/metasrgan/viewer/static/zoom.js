@@ -31,7 +31,9 @@ async function pump() {
   try {
     while (state.want && (!state.shown || state.want.key !== state.shown.key)) {
       const want = state.want;
-      const result = state.cache.get(want.key) || await fetchZoom(want);
+      const cached = state.cache.get(want.key);
+      if (cached) hintServer(want); // the server's look-ahead follows the view
+      const result = cached || await fetchZoom(want);
       if (!result) break;
       remember(want.key, result);
       show(result, want);
@@ -40,6 +42,11 @@ async function pump() {
     state.inflight = false;
     document.body.classList.remove("busy");
   }
+}
+
+function hintServer(want) {
+  const query = new URLSearchParams({ ...want.params, client: state.client });
+  fetch(`/api/lookahead?${query}`).catch(() => {}); // a hint: nothing waits for it
 }
 
 function inBrowser() {

@@ -13,6 +13,7 @@ from metasrgan.data.io import read_image
 from metasrgan.degradations import fourier_resize
 from metasrgan.degradations.fourier import acquired_band
 from metasrgan.degradations.noise import add_noise
+from metasrgan.models.meta_srgan import BAND_GATE_START
 from metasrgan.registry import make
 from metasrgan.samples_path import sample_path
 from metasrgan.tiling import upscale_tiled
@@ -35,12 +36,12 @@ def random_model(seed: int = 0) -> torch.nn.Module:
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.05)
-        model.consistency_gate.copy_(torch.tensor([4.0, float(np.log(0.01))]))
+        model.band_gate.copy_(torch.tensor(BAND_GATE_START))
     return model
 
 
 def test_the_noise_level_is_one_value_per_image_from_the_whole_image(crop):
-    from metasrgan.models.blocks import donoho_sigma
+    from metasrgan.models.blocks import classical_sigma, donoho_sigma
 
     g = torch.Generator().manual_seed(0)
     noisy = [add_noise(crop, sigma, "gaussian", g) for sigma in (0.01, 0.03, 0.06)]
@@ -49,12 +50,47 @@ def test_the_noise_level_is_one_value_per_image_from_the_whole_image(crop):
     assert donoho_sigma(crop[..., :1, :1]).tolist() == [0.0]
     x = torch.cat([crop, noisy[1]])
     with torch.no_grad():
-        fresh = make(AWARE).noise_level(x)  # a new estimator starts as Donoho's
-        torch.testing.assert_close(fresh, donoho_sigma(x) + 1e-3)
+        fresh = make(AWARE).noise_level(x)  # a new estimator starts as the classical one
+        torch.testing.assert_close(fresh, classical_sigma(x) + 1e-3)
         model = random_model()
         levels = model.noise_level(x)
         assert levels.shape == (2,) and bool((levels > 0).all())
         torch.testing.assert_close(model.noise_level(x, 0.02), torch.full((2,), 0.02))
+
+
+def test_the_background_tells_noise_from_anatomy_in_k_space_truncated_slices(slab):
+    from metasrgan.models.blocks import background_sigma, classical_sigma, donoho_sigma
+
+    whole = torch.from_numpy(np.ascontiguousarray(slab[..., 4]))[None, None]
+    lr = fourier_resize(whole, (whole.shape[-2] // 2, whole.shape[-1] // 2))  # x2 matrix
+    g = torch.Generator().manual_seed(3)
+    noisy = torch.cat([add_noise(lr, s, "rician", g) for s in (0.01, 0.03)])
+    clean_level = float(classical_sigma(lr)[0])
+    assert clean_level < 0.5 * float(donoho_sigma(lr)[0])  # the anatomy's detail is not noise
+    for level, sigma in zip(background_sigma(noisy).tolist(), (0.01, 0.03), strict=True):
+        assert level == pytest.approx(sigma, rel=0.25)  # Rayleigh air, read back as sigma
+    assert clean_level < 0.25 * float(classical_sigma(noisy)[1])
+    anatomy = torch.full((1, 1, 40, 40), 0.5)  # no dark block: no background estimate
+    assert background_sigma(anatomy).tolist() == [float("inf")]
+    assert background_sigma(lr[..., :1, :1]).tolist() == [float("inf")]
+
+
+def test_the_band_is_trusted_only_when_clean_and_unfiltered(slab):
+    from metasrgan.degradations.fourier import band_edge_ratio
+
+    model = random_model()
+    whole = torch.from_numpy(np.ascontiguousarray(slab[..., 4]))[None, None]
+    shape = (whole.shape[-2] // 2, whole.shape[-1] // 2)
+    plain = fourier_resize(whole, shape)
+    filtered = fourier_resize(whole, shape, window="hamming")
+    noisy = add_noise(plain, 0.04, "rician", torch.Generator().manual_seed(4))
+    ratios = band_edge_ratio(torch.cat([plain, filtered, noisy])).tolist()
+    assert ratios[1] < ratios[0] / 10 < ratios[2] / 10  # the filter lowers it, noise raises it
+    assert band_edge_ratio(plain[..., :3, :3]).tolist() == [1.0]
+    x = torch.cat([plain, filtered, noisy])
+    with torch.no_grad():
+        trust = model.band_trust(x, torch.tensor([0.001, 0.001, 0.04])).tolist()
+    assert trust[0] > 0.9 and trust[1] < 0.1 and trust[2] < 0.1
 
 
 def test_a_volume_gets_one_noise_level_from_its_slices(tmp_path, slab):
@@ -88,11 +124,11 @@ def test_clean_kspace_inputs_keep_the_acquired_band_and_noisy_ones_may_change_it
     with torch.no_grad():
         clean_out = model(lr, 2.5, noise=0.001)
         noisy_out = model(noisy, 2.5, noise=0.05)
-        trust = model.band_trust(
-            model.noise_level(torch.cat([lr, noisy]), torch.tensor([0.001, 0.05]))
-        )
+        both = torch.cat([lr, noisy])
+        trust = model.band_trust(both, model.noise_level(both, torch.tensor([0.001, 0.05])))
     assert trust[0] > 0.99 and trust[1] < 0.01
-    torch.testing.assert_close(fourier_resize(clean_out, lr.shape[-2:]), lr, atol=1e-4, rtol=0)
+    # trust 0.995 (the band-edge rule's logistic): the band is kept to 0.5% of the residual's
+    torch.testing.assert_close(fourier_resize(clean_out, lr.shape[-2:]), lr, atol=3e-4, rtol=0)
     assert (fourier_resize(noisy_out, noisy.shape[-2:]) - noisy).abs().max() > 1e-3
     with torch.no_grad():  # other acquisitions have no such constraint
         thick = model(lr, 2.5, acquisition="thick")
@@ -143,7 +179,7 @@ def test_init_from_an_older_model_keeps_its_network(tmp_path, crop):
             aware.eval()(crop, 2.0, acquisition="thick"),
             older.eval()(crop, 2.0, acquisition="thick"),
         )
-    assert aware.consistency_gate.tolist() == pytest.approx([4.0, float(np.log(0.01))])
+    assert aware.band_gate.tolist() == pytest.approx(BAND_GATE_START)
 
 
 def test_data_consistency_needs_a_sinc_skip():

@@ -194,12 +194,12 @@ def test_lr_scales_give_named_parameters_their_own_learning_rate():
     args = {"features": 8, "blocks": 1, "skip": "sinc", "noise_input": True}
     spec = {"name": "meta-srgan", "args": {**args, "data_consistency": True}}
     model = make(spec)
-    groups = lr_groups(model, 1e-4, {"noise_estimator": 20, "consistency_gate": 20})
+    groups = lr_groups(model, 1e-4, {"noise_estimator": 20, "band_gate": 20})
     assert [g["lr"] for g in groups] == [1e-4, 2e-3]  # the base group first
     fast = {id(p) for p in groups[1]["params"]}
     named = dict(model.named_parameters())
     assert fast == {id(p) for n, p in named.items()
-                    if n.startswith("noise_estimator.") or n == "consistency_gate"}  # fmt: skip
+                    if n.startswith("noise_estimator.") or n == "band_gate"}  # fmt: skip
     assert sum(len(g["params"]) for g in groups) == len(named)
     assert len(lr_groups(model, 1e-4, {})) == 1
     with pytest.raises(ConfigError, match="no generator parameter is named noise_estimatr"):

@@ -118,3 +118,23 @@ def acquired_band(x: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     """The part of ``[..., H, W]`` that a matrix of ``shape`` acquires: k-space truncation to
     ``shape`` and zero-filling back (periodic), an orthogonal projection (idempotent)."""
     return fourier_resize(fourier_resize(x, shape), tuple(x.shape[-2:]))
+
+
+def band_edge_ratio(x: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B]``: the mean power of the outer quarter of the image's band
+    (0.75-1 of Nyquist on either axis) over that of the 0.25-0.5 ring.
+
+    An apodisation filter or partial Fourier lowers it (the band edge was attenuated or not
+    acquired, so the band is not what a plain matrix measures), noise raises it (white),
+    anatomy sits between: what tells a data-consistent model how far to keep the band."""
+    h, w = x.shape[-2:]
+    if h < 4 or w < 4:
+        return x.new_ones(x.shape[0])
+    t = x.detach().to(torch.float64)
+    power = torch.fft.fft2(t - t.mean(dim=(-2, -1), keepdim=True)).abs().square().mean(dim=1)
+    fy = torch.fft.fftfreq(h, device=x.device, dtype=torch.float64).abs() * 2
+    fx = torch.fft.fftfreq(w, device=x.device, dtype=torch.float64).abs() * 2
+    rho = torch.maximum(fy[:, None], fx[None, :])
+    outer, middle = rho >= 0.75, (rho >= 0.25) & (rho < 0.5)
+    ratio = power[:, outer].mean(dim=1) / power[:, middle].mean(dim=1).clamp(min=1e-30)
+    return ratio.to(x.dtype)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -54,15 +56,15 @@ class SRResNetFeatures(nn.Module):
 class NoiseEstimator(nn.Module):
     """An image's noise level, learned on top of a classical estimate.
 
-    Donoho's robust estimate (the median absolute finest diagonal Haar coefficient over
-    0.6745, as ``skimage.restoration.estimate_sigma`` with Daubechies wavelets) is exact on
-    flat noisy images but reads the detail of k-space-truncated low-resolution MRI, which
-    reaches the Nyquist frequency, as 3-6% noise when it has none.  So a linear head maps its
-    log and the whole-image means of a small CNN's features (how much structure there is) to
-    the log level; it starts as Donoho's estimate and learns the correction from the noise
-    each training batch was given.  Whole-image on purpose: a 33-pixel receptive field cannot
-    tell fine anatomy from noise, a whole image can.  Hand-written Haar in torch because it
-    runs in the forward pass, on training batches and on the GPU."""
+    The classical estimate is :func:`classical_sigma`: Donoho's, or the background's where the
+    image has one.  Donoho's alone reads the detail of k-space-truncated low-resolution MRI,
+    which reaches the Nyquist frequency, as 1-6% noise when it has none; the background, as MR
+    physicists read it, tells noise from anatomy.  A linear head maps its log and the
+    whole-image means of a small CNN's features (how much structure there is) to the log
+    level; it starts as the classical estimate and learns the correction from the noise each
+    training batch was given.  Whole-image on purpose: a 33-pixel receptive field cannot tell
+    fine anatomy from noise, a whole image can.  Hand-written Haar in torch because it runs in
+    the forward pass, on training batches and on the GPU."""
 
     def __init__(self, channels: int = 1, width: int = 16):
         super().__init__()
@@ -75,24 +77,63 @@ class NoiseEstimator(nn.Module):
         self.head = nn.Linear(width + 1, 1)
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
-            self.head.weight[0, 0] = 1.0  # log level = log Donoho at first
+            self.head.weight[0, 0] = 1.0  # log level = log classical estimate at first
         nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` images in [0, 1] and standardised -> ``[B]`` levels (x's units)."""
         pooled = self.body(encoded).mean(dim=(2, 3))
-        mad = torch.log(donoho_sigma(x) + 1e-3)[:, None]
-        return torch.exp(self.head(torch.cat([mad, pooled], dim=1)))[:, 0]
+        classical = torch.log(classical_sigma(x) + 1e-3)[:, None]
+        return torch.exp(self.head(torch.cat([classical, pooled], dim=1)))[:, 0]
+
+
+def _haar(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means and finest diagonal Haar coefficients of the 2 x 2 blocks of ``x``."""
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    t = x[..., :h, :w].detach().float()
+    a, b, c, d = t[..., 0::2, 0::2], t[..., 0::2, 1::2], t[..., 1::2, 0::2], t[..., 1::2, 1::2]
+    return (a + b + c + d) / 4, (a - b - c + d) / 2
 
 
 def donoho_sigma(x: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` -> ``[B]``: median |HH| / 0.6745 (0 below 2 x 2 pixels)."""
-    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
-    if h == 0 or w == 0:
+    if x.shape[-2] < 2 or x.shape[-1] < 2:
         return x.new_zeros(x.shape[0])
-    t = x[..., :h, :w].detach().float()
-    hh = (t[..., 0::2, 0::2] - t[..., 0::2, 1::2] - t[..., 1::2, 0::2] + t[..., 1::2, 1::2]) / 2
+    hh = _haar(x)[1]
     return (hh.abs().flatten(1).median(dim=1).values / 0.6745).to(x.dtype)
+
+
+BACKGROUND_LEVEL = 0.1
+"""2 x 2 blocks darker than this (a fraction of the range) count as background."""
+RAYLEIGH_STD = math.sqrt(2 - math.pi / 2)
+"""The standard deviation of Rician noise where there is no signal, in units of sigma."""
+
+
+def background_sigma(x: torch.Tensor, min_fraction: float = 0.05) -> torch.Tensor:
+    """``[B, C, H, W]`` -> ``[B]``: the noise of the dark background, as MR physicists
+    estimate it (Henkelman 1985; Sijbers et al. 2007): a magnitude image's air holds Rayleigh
+    noise of std ``0.655 sigma``, a clean or skull-stripped one holds zeros, and neither holds
+    anatomy.  Donoho's estimate over the background blocks, scaled by ``1 / 0.655``; ``inf``
+    where fewer than ``min_fraction`` of the blocks (or 16) are background."""
+    if x.shape[-2] < 2 or x.shape[-1] < 2:
+        return torch.full((x.shape[0],), math.inf, dtype=x.dtype, device=x.device)
+    mean, hh = (t.flatten(1) for t in _haar(x))
+    dark = mean < BACKGROUND_LEVEL
+    count = dark.sum(dim=1)
+    enough = (count >= 16) & (count >= min_fraction * mean.shape[1])
+    # the median over each image's dark blocks: sort with the others pushed to the end
+    values = torch.where(dark, hh.abs(), torch.full_like(hh, math.inf)).sort(dim=1).values
+    middle = ((count - 1).clamp(min=0) // 2)[:, None]
+    median = values.gather(1, middle)[:, 0]
+    sigma = median / 0.6745 / RAYLEIGH_STD
+    return torch.where(enough, sigma, torch.full_like(sigma, math.inf)).to(x.dtype)
+
+
+def classical_sigma(x: torch.Tensor) -> torch.Tensor:
+    """``[B]``: the smaller of the background's and Donoho's estimates (both overestimate
+    rather than miss noise: the background's only where dark tissue has texture, Donoho's
+    where anatomy reaches the Nyquist frequency)."""
+    return torch.minimum(background_sigma(x), donoho_sigma(x))
 
 
 class IntensityNormalization(nn.Module):

@@ -309,6 +309,9 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         "the validation slabs preferred to all or nothing.",
         "- On the macaque (INIA19) the network's frequencies beyond the acquired band are "
         "worse than none at x2-x4 (k-space rows): its anatomy is not a human's at 1 mm.",
+        "- Partial Fourier k-space is not recognised: its acquired band is kept as a plain "
+        "matrix's would be, with the blur of its missing lines (an apodisation filter is "
+        "recognised).",
         "- Tell it the acquisition: `--acquisition kspace` (default in-plane) for scans "
         "acquired at low resolution, `thick` is used automatically through-plane, `bicubic` "
         "for images downscaled by software.",

@@ -147,6 +147,14 @@ def test_config_file_errors_name_the_file(tmp_path):
         load_config(empty)
 
 
+def test_exponent_floats_are_numbers_in_files_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"  # PyYAML alone (YAML 1.1) reads 5e-5 as the string '5e-5'
+    path.write_text(yaml.safe_dump(minimal()) + "optim: {lr: 2e-4}\n")
+    assert load_config(path).optim.lr == pytest.approx(2e-4)
+    cfg = load_config(path, ["optim.lr=5e-5", "name=1e3x"])
+    assert cfg.optim.lr == pytest.approx(5e-5) and cfg.name == "1e3x"
+
+
 def test_set_overrides_reach_nested_keys_and_lists(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(minimal()))

@@ -223,6 +223,7 @@ def parse_degradations(values: list[str]) -> dict:
 
     import yaml
 
+    from metasrgan import yamlio
     from metasrgan.degradations import PRESETS, make_chain, make_plan
 
     chains: dict = {}
@@ -235,7 +236,7 @@ def parse_degradations(values: list[str]) -> dict:
             continue
         path = Path(value)
         try:
-            spec = yaml.safe_load(path.read_text() if path.is_file() else value)
+            spec = yamlio.load(path.read_text() if path.is_file() else value)
         except yaml.YAMLError as err:
             raise ValueError(
                 f"--degradation {value!r}: not a preset, file or YAML ({err})"

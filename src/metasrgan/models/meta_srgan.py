@@ -203,10 +203,11 @@ class MetaSRGAN(nn.Module):
     def band_trust(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """In [0, 1]: how far the acquired band of ``x`` is kept as it is (1) rather than
         left to the network (0).  A band is what the scanner measured only if it is clean
-        (low noise level) and unfiltered (an apodisation filter or partial Fourier lowers
+        (low noise level) and unfiltered (an apodisation filter lowers
         :func:`~metasrgan.degradations.fourier.band_edge_ratio`), so the trust is the product
         of two logistic functions: a learned one of the log noise level and a fixed one
-        (:data:`FILTER_RULE`) of the log ratio."""
+        (:data:`FILTER_RULE`) of the log ratio.  Partial Fourier goes undetected: its band is
+        trusted like a plain matrix's."""
         noise_slope, log_noise = self.band_gate
         ratio_slope, log_ratio = FILTER_RULE
         ratio = band_edge_ratio(x).to(sigma.dtype)

@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from metasrgan import yamlio
+
 
 class ConfigError(ValueError):
     pass
@@ -385,7 +387,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamlio.load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if data is None:
@@ -404,7 +406,7 @@ def _apply_override(data: Any, item: str) -> None:
     if not sep or not key:
         raise ConfigError(f"override {item!r} is not KEY=VALUE")
     try:
-        value = yaml.safe_load(raw)
+        value = yamlio.load(raw)
     except yaml.YAMLError as err:
         raise ConfigError(f"override {item!r}: the value is not valid YAML ({err})") from None
     node = data

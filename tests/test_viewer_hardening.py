@@ -20,6 +20,7 @@ import torch
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
+from fixtures.models import viewer_model  # noqa: E402
 
 from metasrgan.registry import make  # noqa: E402
 from metasrgan.samples_path import sample_path  # noqa: E402
@@ -32,19 +33,10 @@ SAMPLE = "sample-colin27_val"
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _model() -> torch.nn.Module:
-    torch.manual_seed(2)
-    model = make({"name": "meta-srgan", "args": {"skip": "bicubic", "norm": "none"}})
-    with torch.no_grad():
-        for p in model.upscale.parameters():
-            p.normal_(0.0, 0.05)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def app():
     limits = UploadLimits(max_bytes=8 * 1024**2, max_voxels=4 * 1024**2)
-    return server.create_app(model=_model(), limits=limits, lookahead=0)
+    return server.create_app(model=viewer_model(), limits=limits, lookahead=0)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +75,7 @@ def test_other_host_names_are_refused_dns_rebinding(app, host):
 
 def test_allowed_hosts_can_be_extended():
     app = server.create_app(
-        model=_model(), preload_sample=None, allowed_hosts=("127.0.0.1", "viewer.lan")
+        model=viewer_model(), preload_sample=None, allowed_hosts=("127.0.0.1", "viewer.lan")
     )
     c = TestClient(app, base_url="http://viewer.lan:8000")
     assert c.get("/api/info").status_code == 200
@@ -182,7 +174,7 @@ def test_broken_geometry_is_a_400_with_a_message_never_a_500(client, case):
 
 
 def test_the_upload_limit_counts_received_bytes():
-    app = server.create_app(model=_model(), preload_sample=None, max_upload_mb=0.01)
+    app = server.create_app(model=viewer_model(), preload_sample=None, max_upload_mb=0.01)
     c = TestClient(app, base_url=LOCAL, headers={"x-metasrgan-token": app.state.viewer.token})
     response = c.post("/api/volumes?filename=big.nii", content=b"\0" * 20_000)
     assert response.status_code == 413 and "upload limit" in response.json()["error"]
@@ -295,7 +287,7 @@ def test_too_many_waiting_computations_get_503_not_a_queue(app, client, monkeypa
 
 
 def test_features_in_bands_are_exact_and_stop_when_cancelled():
-    model = _model()
+    model = viewer_model()
     data = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)
     unit = np.clip(data[60:124, :, 6] / data.max(), 0, 1)
     x = torch.from_numpy(np.ascontiguousarray(unit.T))[None, None]  # 213 rows, 64 columns
@@ -314,7 +306,7 @@ def test_features_in_bands_are_exact_and_stop_when_cancelled():
 
 
 def test_look_ahead_computes_the_neighbouring_slices_in_idle_time():
-    app = server.create_app(model=_model(), lookahead=2, preload_sample=None)
+    app = server.create_app(model=viewer_model(), lookahead=2, preload_sample=None)
     viewer = app.state.viewer
     c = TestClient(app, base_url=LOCAL, headers={"x-metasrgan-token": viewer.token})
     data = np.asarray(nib.load(sample_path("colin27_val")).dataobj, dtype=np.float32)

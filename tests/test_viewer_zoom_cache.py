@@ -10,12 +10,11 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
+from fixtures.models import viewer_model  # noqa: E402
 
-from metasrgan.registry import make  # noqa: E402
 from metasrgan.samples_path import sample_path  # noqa: E402
 from metasrgan.scale import Scale2d  # noqa: E402
 from metasrgan.viewer import engine, server, zoomahead  # noqa: E402
@@ -24,15 +23,6 @@ from metasrgan.viewer.zoomahead import ZoomAhead, ZoomBytes  # noqa: E402
 LOCAL = "http://127.0.0.1:8000"
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _model() -> torch.nn.Module:
-    torch.manual_seed(2)
-    model = make({"name": "meta-srgan", "args": {"skip": "bicubic", "norm": "none"}})
-    with torch.no_grad():
-        for p in model.upscale.parameters():
-            p.normal_(0.0, 0.05)
-    return model.eval()
 
 
 def _slab_bytes() -> bytes:
@@ -44,7 +34,7 @@ def _slab_bytes() -> bytes:
 
 
 def _client(**kwargs) -> tuple[TestClient, server.Viewer, str]:
-    app = server.create_app(model=_model(), preload_sample=None, **kwargs)
+    app = server.create_app(model=viewer_model(), preload_sample=None, **kwargs)
     viewer = app.state.viewer
     c = TestClient(app, base_url=LOCAL, headers={"x-metasrgan-token": viewer.token})
     vol = c.post("/api/volumes?filename=slab.nii.gz", content=_slab_bytes()).json()

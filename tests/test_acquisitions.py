@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from fixtures.models import CONDITIONED
+from fixtures.models import CONDITIONED, with_random_weights
 
 from metasrgan import evaluation
 from metasrgan.checkpoint import load_model, save_model
@@ -91,13 +91,9 @@ def test_bad_conditioning_specs_are_refused():
 def test_init_from_an_unconditioned_model_starts_exactly_there(tmp_path, crop):
     from metasrgan.train.loop import load_init_weights
 
-    torch.manual_seed(3)
-    plain = make({"name": "meta-srgan", "args": {**CONDITIONED["args"], "skip": "bicubic",
-                                                 "acquisitions": [],
-                                                 "default_acquisition": None}})  # fmt: skip
-    with torch.no_grad():
-        for p in plain.parameters():
-            p.normal_(0, 0.05)
+    plain = with_random_weights({"name": "meta-srgan", "args": {**CONDITIONED["args"],
+                                 "skip": "bicubic", "acquisitions": [],
+                                 "default_acquisition": None}}, 3)  # fmt: skip
     path = save_model(plain, tmp_path / "plain.safetensors")
     conditioned = make(CONDITIONED)
     load_init_weights(conditioned, str(path))

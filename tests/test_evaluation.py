@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures.models import with_random_weights
 
 from metasrgan import evaluation
 from metasrgan.checkpoint import save_model
@@ -45,11 +46,9 @@ def _crop_module(monkeypatch):
 def models(tmp_path_factory):
     """A tiny Meta-SRGAN with random weights (so it differs from bicubic) and a tiny SRGAN."""
     folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(1)
-    meta = make({"name": "meta-srgan", "args": {"features": 8, "blocks": 1, "norm": "none"}})
-    with torch.no_grad():
-        for p in meta.parameters():
-            p.normal_(0, 0.05)
+    meta = with_random_weights(
+        {"name": "meta-srgan", "args": {"features": 8, "blocks": 1, "norm": "none"}}, 1
+    )
     srgan = make({"name": "srgan", "args": {"features": 8, "blocks": 1}})
     return save_model(meta, folder / "tiny.safetensors"), save_model(
         srgan, folder / "x2.safetensors"

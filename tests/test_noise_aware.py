@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from fixtures.models import AWARE
+from fixtures.models import AWARE, with_random_weights
 
 from metasrgan.background import BackgroundSkip
 from metasrgan.checkpoint import save_model
@@ -31,11 +31,8 @@ def crop(slab) -> torch.Tensor:
 
 
 def random_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = make(AWARE).eval()
+    model = with_random_weights(AWARE, seed).eval()
     with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
         model.band_gate.copy_(torch.tensor(BAND_GATE_START))
     return model
 
@@ -165,12 +162,8 @@ def test_tiles_and_background_skipping_match_the_whole_image(crop, acquisition):
 def test_init_from_an_older_model_keeps_its_network(tmp_path, crop):
     from metasrgan.train.runs import load_init_weights
 
-    torch.manual_seed(4)
-    older = make({"name": "meta-srgan", "args": {**AWARE["args"], "noise_input": False,
-                                                 "data_consistency": False}})  # fmt: skip
-    with torch.no_grad():
-        for p in older.parameters():
-            p.normal_(0, 0.05)
+    older = with_random_weights({"name": "meta-srgan", "args": {**AWARE["args"],
+                                 "noise_input": False, "data_consistency": False}}, 4)  # fmt: skip
     path = save_model(older, tmp_path / "older.safetensors")
     aware = make(AWARE)
     load_init_weights(aware, str(path))

@@ -1,6 +1,6 @@
 """Whole volumes: background skipping, through-plane upscaling, batch size and peak memory.
 
-Run: ``python -m benchmarks.bench_volume [--threads 2] [--depth 155] [--parts 1 2 3]
+Run: ``python -m benchmarks.bench_volume [--threads 2] [--depth 155] [--parts 1 2 3 4]
 [--quick] [--json FILE]``.
 
 The volume is BraTS-like: the skull-stripped Colin27 T1 (``ch2bet.nii.gz`` of Debian's
@@ -17,6 +17,8 @@ sinc skip for k-space, no batch norm), channels-last, CPU.
    x2 in-plane; seconds per output voxel, both dense.
 3. Peak resident memory of a whole-volume x2 run (default settings: batch sized from the
    available memory, background skipping) in a fresh process.
+4. Self-calibration's cost: the shipped model file with ``self_calibrate`` on and off, x2
+   in-plane (k-space) and x5 through-plane (thick), background skipping on (the default).
 
 Every time is also a ratio to the convolution roofline measured in the same run
 (:mod:`benchmarks.roofline`).
@@ -201,6 +203,38 @@ def part_memory(depth: int, threads: int) -> dict:
     return result
 
 
+def part_calibration(depth: int) -> dict:
+    """The shipped weights with and without self-calibration (one gain per volume pass)."""
+    from metasrgan.checkpoint import load_model
+    from metasrgan.inference import shipped_model_path
+    from metasrgan.registry import make
+
+    trained = load_model(shipped_model_path())
+    volume = brats_like(depth)
+    n = depth // 5
+    thick = volume[:, :, : 5 * n].reshape(*volume.shape[:2], n, 5).mean(axis=-1)
+    cases = {
+        "in-plane x2": (volume, np.eye(4), {"scale": 2.0}),
+        "through-plane x5": (thick, np.diag([1.0, 1.0, 5.0, 1.0]), {"spacing": 1.0}),
+    }
+    print("\n4. Self-calibration's cost (shipped weights, background skipping on)")
+    print("| pass | calibrated s | as trained s | ratio |")
+    print("|---|---|---|---|")
+    out = {}
+    for name, (vol, affine, plan) in cases.items():
+        seconds = {}
+        for on in (True, False):
+            spec = {**trained.spec, "args": {**trained.spec["args"], "self_calibrate": on}}
+            model = make(spec)
+            model.load_state_dict(trained.state_dict())
+            model = model.eval().to(memory_format=torch.channels_last)
+            seconds[on] = run_volume(model, vol, affine, True, **plan)[1]
+        ratio = seconds[True] / seconds[False]
+        print(f"| {name} | {seconds[True]:.1f} | {seconds[False]:.1f} | {ratio:.3f} |", flush=True)
+        out[name] = {"calibrated_s": seconds[True], "as_trained_s": seconds[False], "ratio": ratio}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -230,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         results["through_plane"] = part_through_plane(model, depth, reuse)
     if 3 in args.parts:
         results["memory"] = part_memory(depth, args.threads)
+    if 4 in args.parts:
+        results["calibration"] = part_calibration(depth)
     results["roofline_after"] = conv_rate()
     print(f"roofline after: {results['roofline_after']['gflops_best']:.1f} GFLOP/s")
     if args.json:

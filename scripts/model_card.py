@@ -145,6 +145,26 @@ def kspace_skip(model) -> str:
     return "mirrored zero-filled sinc"
 
 
+def with_model_args(model, meta: dict, pairs: list[str]):
+    """The run's model with parameter-free arguments changed (``KEY=VALUE``, YAML values:
+    inference options such as ``self_calibrate=true``), and its spec; the weights must load
+    into the new model exactly, so nothing trained is changed or dropped."""
+    import copy
+
+    from metasrgan.registry import make
+    from metasrgan.yamlio import load as load_yaml
+
+    spec = copy.deepcopy(meta["model"])
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--model-arg wants KEY=VALUE, got {pair!r}")
+        spec.setdefault("args", {})[key] = load_yaml(value)
+    new = make(spec)
+    new.load_state_dict(model.state_dict(), strict=True)
+    return new.eval(), spec
+
+
 def main() -> None:  # a script's straight-line recipe: package, evaluate, write
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True)
@@ -156,11 +176,20 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         help="an earlier model's summary.json (as this script writes it), tabulated beside "
         "when its file no longer loads with this code",
     )
+    parser.add_argument("--compare-note", help="what the compared model is (under the table)")
     parser.add_argument("--previous-stages", type=Path, help="JSON of earlier stages' facts")
     parser.add_argument(
         "--command",
         default="metasrgan train --config configs/shipped.yaml --init-from STAGE1 --set threads=2",
         help="the command that trained this run (for the card)",
+    )
+    parser.add_argument(
+        "--model-arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter-free model argument to set on the shipped file "
+        "(e.g. self_calibrate=true: an inference option the run did not train with)",
     )
     parser.add_argument("--quick", action="store_true", help="fewer scales (a trial run)")
     parser.add_argument("--max-images", type=int, default=20, help="slices of the unseen scans")
@@ -177,6 +206,9 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
     meta = read_metadata(src)
     model = load(src)
     cfg = meta.get("config") or {}
+    if args.model_arg:
+        model, spec = with_model_args(model, meta, args.model_arg)
+        cfg = {**cfg, "model": spec}
     stage = {
         "recipe": "configs/shipped.yaml",
         "command": args.command,
@@ -255,6 +287,13 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
             "(one level per volume) by a learned estimator supervised with the noise each "
             "training batch was given |"
         )
+    if getattr(model, "self_calibrate", False):
+        lines.append(
+            "| self-calibration | at inference the frequencies it adds beyond the input's band "
+            "are scaled by a gain in [0, 1] fitted on the input itself (the model restores the "
+            "input from a copy 1.5x smaller; `metasrgan.models.calibration`): one gain per "
+            "slice, per volume pass for volumes; no parameters, not trained |"
+        )
     for k, st in enumerate(facts["stages"], 1):
         lines.append(
             f"| stage {k} | `{st['recipe']}`: {', '.join(st['stages'])}; checkpoint "
@@ -270,7 +309,7 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         "T1 and Colin27 T1 (with and without skull); stage 2: the same MRI; slices along all "
         "three axes minus the held-out slabs and 4 guard slices each side |",
         f"| reproduce | `{stage['command']}`, then `python scripts/model_card.py --run RUN "
-        "--compare OLD.safetensors` |",
+        f"--compare OLD.safetensors{''.join(f' --model-arg {a}' for a in args.model_arg)}` |",
         "",
         "## Real acquisitions on scans it never saw",
         "",
@@ -284,6 +323,7 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         "",
         benchmark_table(summaries),
         "",
+        *([f"previous: {args.compare_note}", ""] if args.compare_note else []),
     ]
     for deg in DEGRADATIONS:
         lines += [f"### {deg}", "", per_scale_table(gains, "Meta-SRGAN", deg), ""]
@@ -308,7 +348,9 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         "noisy ones (3%) about a quarter, a blend of measurement and denoised estimate that "
         "the validation slabs preferred to all or nothing.",
         "- On the macaque (INIA19) the network's frequencies beyond the acquired band are "
-        "worse than none at x2-x4 (k-space rows): its anatomy is not a human's at 1 mm.",
+        "worse than none at x2-x4 (k-space rows): its anatomy is not a human's at 1 mm. "
+        "Self-calibration lowers their gain there (to about 0.5) but does not make them "
+        "right, and lowers it a little where the full guess was right (x1.2).",
         "- Partial Fourier k-space is not recognised: its acquired band is kept as a plain "
         "matrix's would be, with the blur of its missing lines (an apodisation filter is "
         "recognised).",

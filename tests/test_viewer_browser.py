@@ -114,10 +114,11 @@ def served():
 
     torch.set_num_threads(1)  # a busy 2-core machine: no OpenMP stalls
     model = load()
-    # the page's WebGL path is for models without data consistency (an FFT over the whole
-    # output, done on the server: tests/test_viewer_hardening.py); here it runs the shipped
-    # network without that last step, on both sides of the comparison
+    # the page's WebGL path is for models without data consistency or self-calibration (an
+    # FFT over the whole output, done on the server: tests/test_viewer_hardening.py); here it
+    # runs the shipped network without those last steps, on both sides of the comparison
     model.data_consistency = False
+    model.self_calibrate = False
     app = create_app(model=model)
     url, stop = serve(app)
     yield app, url

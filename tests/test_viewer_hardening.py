@@ -227,11 +227,11 @@ def test_a_long_zoom_of_one_client_leaves_room_for_another(app, client, monkeypa
     entered, release = threading.Event(), threading.Event()
     original = engine.zoom
 
-    def zoom(model, unit, scale, features=None, acquisition=None):
+    def zoom(model, unit, scale, features=None, acquisition=None, gain=None):
         if scale.h.p == 37:  # the long one
             entered.set()
             release.wait(30)
-        return original(model, unit, scale, features, acquisition)
+        return original(model, unit, scale, features, acquisition, gain)
 
     monkeypatch.setattr(server.engine, "zoom", zoom)
     statuses = {}
@@ -456,12 +456,18 @@ def test_the_browser_path_data_reproduce_the_servers_zoom(args, acquisition):
     assert np.abs(mine - theirs).mean() <= 5e-5
 
 
-def test_data_consistent_models_zoom_on_the_server_and_say_why():
-    """Data consistency is an FFT over the whole output: the page cannot run it, so the
-    browser-path endpoints refuse with the reason (the page then uses /api/zoom.bin)."""
+@pytest.mark.parametrize(
+    "whole_output",
+    [{"noise_input": True, "data_consistency": True}, {"self_calibrate": True}],
+    ids=["data-consistent", "self-calibrated"],
+)
+def test_data_consistent_models_zoom_on_the_server_and_say_why(whole_output):
+    """Data consistency and self-calibration are an FFT over the whole output: the page
+    cannot run them, so the browser-path endpoints refuse with the reason (the page then uses
+    /api/zoom.bin)."""
     torch.manual_seed(8)
     args = {"features": 8, "blocks": 1, "norm": "none", "skip": "acquisition"}
-    args.update(acquisitions=["kspace", "bicubic"], noise_input=True, data_consistency=True)
+    args.update(acquisitions=["kspace", "bicubic"], **whole_output)
     app = server.create_app(model=make({"name": "meta-srgan", "args": args}).eval(), lookahead=0)
     c = TestClient(app, base_url=LOCAL)
     refused = c.get("/api/kernels.bin", params={"scale_h": 2.0, "scale_w": 2.0})

@@ -102,6 +102,7 @@ def upscale_tiled(
     progress: bool = False,
     acquisition: str | None = None,
     noise=None,
+    gain=None,
 ) -> torch.Tensor:
     """Upscale ``x`` (``[B, C, H, W]`` in [0, 1]) tile by tile; equals ``model(x, scale)``.
 
@@ -116,6 +117,8 @@ def upscale_tiled(
         progress: show a progress bar over tiles.
         acquisition: passed on to models that take one (``model.acquisitions``).
         noise: the noise level for noise-aware models (default: estimated on each image).
+        gain: the extrapolation gain for self-calibrated models (default: fitted on each
+            whole image, once).
 
     Returns the unclamped output ``[B, C, H_out, W_out]`` (clamp it as ``upscale_tensor`` does).
     """
@@ -148,8 +151,8 @@ def upscale_tiled(
     extra = {"acquisition": acquisition} if acquisition else {}
     if split:  # the whole image's noise level, not each tile's
         noise = model.noise_level(x, noise)
-    elif noise is not None:
-        extra["noise"] = noise
+    else:
+        extra.update({k: v for k, v in (("noise", noise), ("gain", gain)) if v is not None})
     out = None
     bar = None
     if progress:
@@ -178,7 +181,7 @@ def upscale_tiled(
                 bar.update()
     if bar is not None:
         bar.close()
-    return model.combine(x, out, rule, acquisition, noise) if split else out
+    return model.combine(x, out, rule, acquisition, noise, gain) if split else out
 
 
 def has_split_forward(model: nn.Module) -> bool:

@@ -137,5 +137,7 @@ def band_edge_ratio(x: torch.Tensor) -> torch.Tensor:
     fx = torch.fft.fftfreq(w, device=x.device, dtype=torch.float64).abs() * 2
     rho = torch.maximum(fy[:, None], fx[None, :])
     outer, middle = rho >= 0.75, (rho >= 0.25) & (rho < 0.5)
+    if not middle.any():  # a 4-pixel side has no 0.25-0.5 ring: no evidence of a filter
+        return x.new_ones(x.shape[0])
     ratio = power[:, outer].mean(dim=1) / power[:, middle].mean(dim=1).clamp(min=1e-30)
     return ratio.to(x.dtype)

@@ -11,6 +11,7 @@ from metasrgan.degradations.fourier import acquired_band, band_edge_ratio
 from metasrgan.interpolation import bicubic as bicubic_resize
 from metasrgan.interpolation import interpolate
 from metasrgan.models.blocks import IntensityNormalization, NoiseEstimator, SRResNetFeatures
+from metasrgan.models.calibration import fit_terms, gain_from
 from metasrgan.models.meta_upscale import MetaUpscale
 from metasrgan.registry import register
 from metasrgan.scale import Scale2d
@@ -63,6 +64,10 @@ class MetaSRGAN(nn.Module):
             acquired: the residual's part inside the input's band is removed (the skip, a
             periodic zero-filled sinc, is exactly that band), in proportion to a learned
             function of the noise level (clean inputs: kept exactly; noisy ones: denoised).
+        self_calibrate: at inference, scale what the network adds beyond the input's band
+            by a gain fitted on the input itself (see :mod:`metasrgan.models.calibration`):
+            its guess of the missing frequencies is kept only as far as it predicts the
+            input's own outer band.  Needs a skip; no parameters (old files load with it).
         upscaler: ``"fast"`` or ``"reference"`` (per-pixel, for testing and benchmarks).
     """
 
@@ -79,6 +84,7 @@ class MetaSRGAN(nn.Module):
         default_acquisition: str | None = None,
         noise_input: bool = False,
         data_consistency: bool = False,
+        self_calibrate: bool = False,
         upscaler: str = "fast",
     ):
         super().__init__()
@@ -97,6 +103,8 @@ class MetaSRGAN(nn.Module):
             raise ValueError(f"default_acquisition {default_acquisition!r} is not in acquisitions")
         if data_consistency and not uses_sinc_skip(skip, acquisitions):
             raise ValueError("data_consistency needs skip 'sinc', or 'acquisition' with kspace")
+        if self_calibrate and skip == "none":
+            raise ValueError("self_calibrate needs a skip (the residual is what it scales)")
         self.channels = channels
         self.skip = skip
         self.acquisitions = tuple(acquisitions)
@@ -106,6 +114,7 @@ class MetaSRGAN(nn.Module):
         self.upscaler = upscaler
         self.noise_input = noise_input
         self.data_consistency = data_consistency
+        self.self_calibrate = self_calibrate
         self.normalization = IntensityNormalization(mean, std)
         self.features = SRResNetFeatures(channels, features, blocks, norm)
         if self.uses_noise:
@@ -131,16 +140,18 @@ class MetaSRGAN(nn.Module):
         out_shape: tuple[int, int] | None = None,
         acquisition: str | None = None,
         noise=None,
+        gain=None,
     ) -> torch.Tensor:
         """``x``: ``[B, C, H, W]`` in [0, 1]; returns ``[B, C, H*s_h, W*s_w]`` (not clamped).
 
         ``noise``: the inputs' noise level (a number or ``[B]``, as :meth:`noise_level`
-        gives it) for noise-aware models; None estimates it on each image of ``x``."""
+        gives it) for noise-aware models; None estimates it on each image of ``x``.
+        ``gain``: the same for self-calibrated models (:meth:`extrapolation_gain`)."""
         noise = self.noise_level(x, noise)
         if self.training:  # the training step supervises the estimate (one forward: DDP-safe)
             self.estimated_noise = noise
         feats = self.extract_features(x, noise)
-        return self.upscale_features(x, feats, scale, out_shape, acquisition, noise)
+        return self.upscale_features(x, feats, scale, out_shape, acquisition, noise, gain)
 
     @property
     def uses_noise(self) -> bool:
@@ -176,12 +187,13 @@ class MetaSRGAN(nn.Module):
         out_shape: tuple[int, int] | None = None,
         acquisition: str | None = None,
         noise=None,
+        gain=None,
     ) -> torch.Tensor:
         """The rest of :meth:`forward` given ``feats = extract_features(x, noise)``."""
         scale = Scale2d.of(scale)
         out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
         y = self.residual(feats, scale, out_shape, acquisition)
-        return self.combine(x, y, out_shape, acquisition, noise)
+        return self.combine(x, y, out_shape, acquisition, noise, gain)
 
     def combine(
         self,
@@ -190,15 +202,57 @@ class MetaSRGAN(nn.Module):
         out_shape: tuple[int, int],
         acquisition: str | None = None,
         noise=None,
+        gain=None,
     ) -> torch.Tensor:
         """The output from the whole image's residual: the skip image plus the residual
-        (without the acquired band, for data-consistent k-space models); not local."""
+        (without the acquired band, for data-consistent k-space models; its part beyond
+        the band scaled by the gain, for self-calibrated ones); not local."""
         if self.skip == "none":
             return self.normalization.decode(residual)
-        if self.data_consistency and self.skip_method(acquisition) == "sinc":
-            trust = self.band_trust(x, self.noise_level(x, noise))[:, None, None, None]
-            residual = residual - trust * acquired_band(residual, tuple(x.shape[-2:]))
+        consistent = self.data_consistency and self.skip_method(acquisition) == "sinc"
+        calibrated = self.self_calibrate and not self.training
+        if consistent or calibrated:
+            band = acquired_band(residual, tuple(x.shape[-2:]))
+            beyond = residual - band
+            if consistent:
+                trust = self.band_trust(x, self.noise_level(x, noise))[:, None, None, None]
+                band = (1 - trust) * band
+            if calibrated:
+                thinned = (out_shape[0] > x.shape[-2], out_shape[1] > x.shape[-1])
+                gain = self.extrapolation_gain(x, acquisition, noise, gain, thinned)
+                beyond = gain.to(residual.dtype)[:, None, None, None] * beyond
+            residual = band + beyond
         return self.skip_image(x, tuple(out_shape), acquisition) + residual
+
+    def extrapolation_gain(
+        self,
+        x: torch.Tensor,
+        acquisition: str | None = None,
+        noise=None,
+        gain=None,
+        thinned: tuple[bool, bool] = (True, True),
+    ) -> torch.Tensor:
+        """``[B]`` gains in [0, 1] for the residual beyond the band of ``x`` (``gain`` if
+        given), fitted on ``x`` itself for upscaling the ``thinned`` axes
+        (:mod:`~metasrgan.models.calibration`); ones for models that do not
+        self-calibrate.  Tiles and windows must pass the whole image's."""
+        if gain is not None:
+            return torch.as_tensor(gain, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        if not self.self_calibrate:
+            return x.new_ones(x.shape[0])
+        return gain_from(self.calibration_terms(x, acquisition, noise, thinned)).to(x.dtype)
+
+    def calibration_terms(
+        self,
+        x: torch.Tensor,
+        acquisition: str | None = None,
+        noise=None,
+        thinned: tuple[bool, bool] = (True, True),
+    ) -> torch.Tensor:
+        """``[B, 2]`` least-squares terms of each image's gain (sum them over the slices
+        of a volume for one gain, then :func:`~metasrgan.models.calibration.gain_from`)."""
+        acquisition = self.resolve_acquisition(acquisition)
+        return fit_terms(self, x, acquisition, self.noise_level(x, noise), thinned)
 
     def band_trust(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """In [0, 1]: how far the acquired band of ``x`` is kept as it is (1) rather than

@@ -45,8 +45,10 @@ def check_model(model: nn.Module) -> None:
         raise ScanError("this model cannot be run in the browser; the server computes its zooms")
     if getattr(model, "channels", 1) != 1 or model.upscale.kernel_size != 3:
         raise ScanError("only one-channel models with 3x3 kernels run in the browser")
-    if getattr(model, "data_consistency", False):  # an FFT over the whole output
-        raise ScanError("data-consistent models run on the server; the page shows its zooms")
+    if getattr(model, "data_consistency", False) or getattr(model, "self_calibrate", False):
+        # an FFT over the whole output
+        raise ScanError("data-consistent and self-calibrated models run on the server; the page "
+                        "shows its zooms")  # fmt: skip
 
 
 @torch.no_grad()

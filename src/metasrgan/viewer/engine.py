@@ -102,6 +102,15 @@ def extract_features(
     return torch.cat(parts, dim=-2)
 
 
+@torch.no_grad()
+def extrapolation_gain(
+    model: nn.Module, x: torch.Tensor, acquisition: str | None, thinned: tuple[bool, bool]
+) -> float:
+    """A self-calibrated model's gain for the ``[1, 1, H, W]`` slice ``x`` (its own noise
+    level, as :func:`extract_features` uses)."""
+    return float(model.extrapolation_gain(x, acquisition, thinned=thinned)[0])
+
+
 def _upscale_kwargs(model: nn.Module, acquisition: str | None) -> dict:
     if acquisition is None:
         return {}
@@ -123,9 +132,12 @@ def upscale_from_features(
     feats: torch.Tensor,
     scale: Scale2d,
     acquisition: str | None = None,
+    gain: float | None = None,
 ) -> torch.Tensor:
     """The rest of :meth:`MetaSRGAN.forward` after the features, clamped to [0, 1]."""
     kwargs = _upscale_kwargs(model, acquisition)
+    if gain is not None:
+        kwargs["gain"] = gain
     return model.upscale_features(x, feats, scale, **kwargs).clamp_(0.0, 1.0)
 
 
@@ -159,8 +171,10 @@ def zoom(
     scale: Scale2d,
     features: torch.Tensor | None = None,
     acquisition: str | None = None,
+    gain: float | None = None,
 ) -> ZoomResult:
-    """Zoom a slice already mapped to [0, 1], from cached ``features`` when given.
+    """Zoom a slice already mapped to [0, 1], from cached ``features`` when given (and
+    the slice's cached extrapolation ``gain``, for self-calibrated models).
 
     At scale 1 both images are the slice itself.  Models other than Meta-SRGAN go through
     :func:`metasrgan.inference.upscale_tensor` (no feature cache).
@@ -179,7 +193,7 @@ def zoom(
         if features is None:
             features = extract_features(model, x)
         t1 = time.perf_counter()
-        sr = upscale_from_features(model, x, features, scale, acquisition)
+        sr = upscale_from_features(model, x, features, scale, acquisition, gain)
     else:
         t1 = t0
         with torch.no_grad():

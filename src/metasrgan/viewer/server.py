@@ -121,6 +121,7 @@ class Viewer:
             48, 768 * 1024**2, lambda t: t.element_size() * t.nelement()
         )
         self.results: LRUCache[CachedZoom] = LRUCache(64, 384 * 1024**2, lambda z: z.nbytes)
+        self.gains: LRUCache[float] = LRUCache(4096, 4096, lambda g: 1)  # self-calibration's
         self.zoom_ahead = ZoomAhead(int(zoom_cache_mb * 1024**2)) if zoom_cache_mb > 0 else None
         self.model_key = (model_info.get("path"), model_info.get("name"), id(model))
         self.sequencer = RequestSequencer()
@@ -229,6 +230,21 @@ class Viewer:
             self.features.put(key, features)
         return features
 
+    def slice_gain(self, volume: Volume, axis: str, index: int, scale, acquisition):
+        """A self-calibrated model's extrapolation gain for this slice, acquisition and set of
+        upscaled axes (what every zoom of the slice shares: computed once); else None."""
+        if not getattr(self.model, "self_calibrate", False):
+            return None
+        thinned = (scale.h.p > scale.h.q, scale.w.p > scale.w.q)
+        key = (volume.id, axis, index, acquisition, thinned)
+        gain = self.gains.get(key)
+        if gain is None:
+            x = torch.from_numpy(volume.unit_slice(axis, index))[None, None]
+            gain = engine.extrapolation_gain(self.model, x.to(_device(self.model)), acquisition,
+                                             thinned)  # fmt: skip
+            self.gains.put(key, gain)
+        return gain
+
     def _compute(self, req: ZoomRequest) -> CachedZoom:
         features, features_ms = None, 0.0
         trivial = req.scale.h.p == req.scale.h.q and req.scale.w.p == req.scale.w.q
@@ -260,7 +276,12 @@ class Viewer:
         """The zoom from the slice's features: the one computation requests and the zoom
         look-ahead share, so a prefetched body is byte for byte the one a request makes."""
         unit = volume.unit_slice(axis, index)
-        result = engine.zoom(self.model, unit, scale, features, acquisition)
+        gain = (
+            self.slice_gain(volume, axis, index, scale, acquisition)
+            if features is not None
+            else None
+        )
+        result = engine.zoom(self.model, unit, scale, features, acquisition, gain)
         if features_ms:
             result.features_cached = False
             result.features_ms = features_ms
@@ -290,12 +311,16 @@ class Viewer:
             ]
         count = volume.slice_counts()[axis]
         wanted = [i for i in order if 0 <= i < count][: max(0, room)]
+        zoom_in, acquisition = Scale2d.of(2.0), req.acquisition if req else None
+
+        def prefetch(cancelled, i):  # the features, then the gain every zoom of it shares
+            self.slice_features(volume, axis, i, cancelled)
+            self.slice_gain(volume, axis, i, zoom_in, acquisition)
+
         jobs = []
         for i in wanted:
             if (volume.id, axis, i) not in self.features:
-                jobs.append(
-                    ((volume.id, axis, i), lambda c, i=i: self.slice_features(volume, axis, i, c))
-                )
+                jobs.append(((volume.id, axis, i), lambda c, i=i: prefetch(c, i)))
         here = jobs[:1] if jobs and jobs[0][0][2] == index else []
         self.pool.look_ahead(
             here + zoomahead.interleave(zoomahead.zoom_jobs(self, req), jobs[len(here) :])

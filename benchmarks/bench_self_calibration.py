@@ -1,0 +1,163 @@
+"""What self-calibration changes, scan by scan: the same weights with and without it.
+
+Run (repository root, the project's venv)::
+
+    .venv/bin/python -m benchmarks.bench_self_calibration [--data SCANS] [--model FILE]
+    .venv/bin/python -m benchmarks.bench_self_calibration --reference --data mni152_val,colin27_val
+
+For each scan kind and degradation, the mean PSNR gain (dB) of the model over the best
+classical interpolation at each scale (bicubic, Lanczos-3, cubic B-spline, zero-filled sinc;
+:func:`metasrgan.evaluation.run.evaluate`, maximal-information crop), with
+``self_calibrate`` off and on, and the mean gain the calibration fitted
+(:mod:`metasrgan.models.calibration`).  The default data are the unseen scans of the model
+card, ``--max-images`` evenly spaced slices of each; ``--data mni152_val,colin27_val`` runs
+the held-out validation slabs instead.
+Writes a Markdown table to stdout (and ``--out``).
+
+``--reference`` measures instead what :data:`metasrgan.models.calibration.REFERENCE_FIT`
+holds: per acquisition, the raw fitted gain against the best gain (the least-squares one
+against the HR image), their least-squares ratio over every slice and scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+UNSEEN = "inia19_macaque,epi_nibabel,mr_small_pydicom"
+CLASSICAL = ("bicubic", "lanczos", "bspline", "sinc")
+DEGRADATIONS = ("kspace", "kspace-noise", "thick", "bicubic", "bicubic-noise")
+
+
+def variants(path: str | None) -> dict[str, torch.nn.Module]:
+    """The model file's weights with ``self_calibrate`` off and on."""
+    from metasrgan.checkpoint import load_model
+    from metasrgan.inference import shipped_model_path
+    from metasrgan.registry import make
+
+    trained = load_model(path or shipped_model_path())
+    out = {}
+    for on in (False, True):
+        model = make({**trained.spec, "args": {**trained.spec["args"], "self_calibrate": on}})
+        model.load_state_dict(trained.state_dict(), strict=True)
+        out["calibrated" if on else "as trained"] = model.eval()
+    return out
+
+
+class GainLog(torch.nn.Module):
+    """The calibrated model, recording the gain of each image it upscales."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model, self.gains = model, []
+        self.acquisitions, self.uses_noise = model.acquisitions, model.uses_noise
+
+    def forward(self, x, scale, out_shape=None, acquisition=None, noise=None):
+        from metasrgan.scale import Scale2d
+
+        shape = out_shape or Scale2d.of(scale).out_shape(*x.shape[-2:])
+        thinned = (shape[0] > x.shape[-2], shape[1] > x.shape[-1])
+        gain = self.model.extrapolation_gain(x, acquisition, noise, thinned=thinned)
+        self.gains += gain.tolist()
+        return self.model(x, scale, out_shape, acquisition, noise, gain)
+
+
+@torch.no_grad()
+def reference_fits(model: torch.nn.Module, scans: dict[str, list]) -> dict[str, float]:
+    """``{acquisition: ref}``: the raw fit (``REFERENCE_FIT`` not divided out) over the best
+    gain, least squares over every image and scale of ``scans``."""
+    from metasrgan.degradations.fourier import acquired_band
+    from metasrgan.evaluation.protocol import prepare
+    from metasrgan.models import calibration
+
+    saved, calibration.REFERENCE_FIT = calibration.REFERENCE_FIT, {}
+    pairs: dict[str, list] = collections.defaultdict(list)
+    try:
+        for images in scans.values():
+            hr = torch.from_numpy(np.stack([im.array for im in images]))[:, None]
+            for acq in ("kspace", "thick", "bicubic"):
+                for s in SCALES["thick" if acq == "thick" else "in-plane"]:
+                    b = prepare(hr, s, acq)
+                    shape, band = tuple(b.hr.shape[-2:]), tuple(b.lr.shape[-2:])
+                    terms = model.calibration_terms(b.lr, acq, None, (True, acq != "thick"))
+                    noise = model.noise_level(b.lr)
+                    guess = model.residual(model.extract_features(b.lr, noise), b.scale, shape, acq)
+                    guess = guess - acquired_band(guess, band)
+                    gain0 = model(b.lr, b.scale, shape, acq, noise, 0.0)
+                    target = b.hr - gain0
+                    target = target - acquired_band(target, band)
+                    best = (guess * target).sum((1, 2, 3)) / guess.square().sum((1, 2, 3))
+                    pairs[acq] += list(
+                        zip((terms[:, 0] / terms[:, 1]).tolist(), best.tolist(), strict=True)
+                    )
+    finally:
+        calibration.REFERENCE_FIT = saved
+    out = {}
+    for acq, v in pairs.items():
+        fit, best = np.array(v).T
+        out[acq] = float((fit * fit).sum() / (fit * best).sum())
+    return out
+
+
+SCALES = {
+    "thick": [Fraction(s) for s in (2, 3, 4, 5, 6)],
+    "in-plane": [Fraction(6, 5) + Fraction(2, 5) * k for k in range(8)],
+}
+
+
+def main() -> None:
+    from metasrgan.evaluation.inputs import load_images
+    from metasrgan.evaluation.methods import Method
+    from metasrgan.evaluation.run import evaluate
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=UNSEEN)
+    parser.add_argument("--model", help="a model file (default: the shipped model)")
+    parser.add_argument("--max-images", type=int, default=8, help="slices of each scan")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--reference", action="store_true", help="measure REFERENCE_FIT")
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    models = variants(args.model)
+    logged = GainLog(models["calibrated"])
+    methods = [Method(n, interpolation=n) for n in CLASSICAL]
+    methods += [
+        Method("as trained", model=models["as trained"]),
+        Method("calibrated", model=logged),
+    ]
+    scans = {name: load_images(name, max_images=args.max_images) for name in args.data.split(",")}
+    if args.reference:
+        refs = reference_fits(models["calibrated"], scans)
+        print("\n".join(f"{acq}: {ref:.3f}" for acq, ref in refs.items()))
+        return
+    lines = ["| degradation | scans | as trained | calibrated | mean gain fitted |",
+             "|---|---|---:|---:|---:|"]  # fmt: skip
+    for deg in DEGRADATIONS:
+        scales = SCALES["thick" if deg.startswith("thick") else "in-plane"]
+        for kind, images in scans.items():
+            logged.gains.clear()
+            rows = evaluate(images, methods, scales, deg, progress=False)
+            per = collections.defaultdict(lambda: collections.defaultdict(list))
+            for r in rows:
+                if r["region"] == "crop":
+                    per[r["scale"]][r["method"]].append(r["psnr"])
+            cells = []
+            for label in ("as trained", "calibrated"):
+                gains = [np.mean(by[label]) - max(np.mean(by[c]) for c in CLASSICAL)
+                         for by in per.values()]  # fmt: skip
+                cells.append(f"{np.mean(gains):+.2f}")
+            lines.append(f"| {deg} | {kind} | {cells[0]} | {cells[1]} | "
+                         f"{np.mean(logged.gains):.2f} |")  # fmt: skip
+    text = "\n".join(lines)
+    print(text, flush=True)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,10 +8,10 @@ Run (repository root, the project's venv)::
 For each scan kind and degradation, the mean PSNR gain (dB) of the model over the best
 classical interpolation at each scale (bicubic, Lanczos-3, cubic B-spline, zero-filled sinc;
 :func:`metasrgan.evaluation.run.evaluate`, maximal-information crop), with
-``self_calibrate`` off and on, and the mean gain the calibration fitted
-(:mod:`metasrgan.models.calibration`).  The default data are the unseen scans of the model
-card, ``--max-images`` evenly spaced slices of each; ``--data mni152_val,colin27_val`` runs
-the held-out validation slabs instead.
+``self_calibrate`` off and on, and the mean gains the calibration fitted beyond the band
+and within it (:mod:`metasrgan.models.calibration`).  The default data are the unseen
+scans of the model card, ``--max-images`` evenly spaced slices of each;
+``--data mni152_val,colin27_val`` runs the held-out validation slabs instead.
 Writes a Markdown table to stdout (and ``--out``).
 
 ``--reference`` measures instead what :data:`metasrgan.models.calibration.REFERENCE_FIT`
@@ -50,7 +50,7 @@ def variants(path: str | None) -> dict[str, torch.nn.Module]:
 
 
 class GainLog(torch.nn.Module):
-    """The calibrated model, recording the gain of each image it upscales."""
+    """The calibrated model, recording the gains of each image it upscales."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -62,21 +62,22 @@ class GainLog(torch.nn.Module):
 
         shape = out_shape or Scale2d.of(scale).out_shape(*x.shape[-2:])
         thinned = (shape[0] > x.shape[-2], shape[1] > x.shape[-1])
-        gain = self.model.extrapolation_gain(x, acquisition, noise, thinned=thinned)
-        self.gains += gain.tolist()
-        return self.model(x, scale, out_shape, acquisition, noise, gain)
+        gains = self.model.calibration_gains(x, acquisition, noise, thinned=thinned)
+        self.gains += gains.tolist()
+        return self.model(x, scale, out_shape, acquisition, noise, gains)
 
 
 @torch.no_grad()
-def reference_fits(model: torch.nn.Module, scans: dict[str, list]) -> dict[str, float]:
-    """``{acquisition: ref}``: the raw fit (``REFERENCE_FIT`` not divided out) over the best
-    gain, least squares over every image and scale of ``scans``."""
+def reference_fits(model: torch.nn.Module, scans: dict[str, list]) -> dict[str, tuple]:
+    """``{acquisition: (beyond, within)}``: the raw fits (``REFERENCE_FIT`` not divided out)
+    over the best gains against the HR image, least squares over every image and scale of
+    ``scans`` (within: clean blurred input only, as the calibration fits it)."""
     from metasrgan.degradations.fourier import acquired_band
     from metasrgan.evaluation.protocol import prepare
     from metasrgan.models import calibration
 
     saved, calibration.REFERENCE_FIT = calibration.REFERENCE_FIT, {}
-    pairs: dict[str, list] = collections.defaultdict(list)
+    pairs: dict[tuple, list] = collections.defaultdict(list)
     try:
         for images in scans.values():
             hr = torch.from_numpy(np.stack([im.array for im in images]))[:, None]
@@ -86,21 +87,24 @@ def reference_fits(model: torch.nn.Module, scans: dict[str, list]) -> dict[str, 
                     shape, band = tuple(b.hr.shape[-2:]), tuple(b.lr.shape[-2:])
                     terms = model.calibration_terms(b.lr, acq, None, (True, acq != "thick"))
                     noise = model.noise_level(b.lr)
-                    guess = model.residual(model.extract_features(b.lr, noise), b.scale, shape, acq)
-                    guess = guess - acquired_band(guess, band)
-                    gain0 = model(b.lr, b.scale, shape, acq, noise, 0.0)
-                    target = b.hr - gain0
-                    target = target - acquired_band(target, band)
-                    best = (guess * target).sum((1, 2, 3)) / guess.square().sum((1, 2, 3))
-                    pairs[acq] += list(
-                        zip((terms[:, 0] / terms[:, 1]).tolist(), best.tolist(), strict=True)
-                    )
+                    r = model.residual(model.extract_features(b.lr, noise), b.scale, shape, acq)
+                    parts = {"beyond": r - acquired_band(r, band), "within": acquired_band(r, band)}
+                    off = {"beyond": (0.0, 1.0), "within": (1.0, 0.0)}
+                    for k, (name, part) in enumerate(parts.items()):
+                        if terms[:, 2 * k + 1].eq(0).all():
+                            continue  # not fitted (k-space's band; noisy input)
+                        target = b.hr - model(b.lr, b.scale, shape, acq, noise, off[name])
+                        inside = acquired_band(target, band)
+                        target = target - inside if name == "beyond" else inside
+                        best = (part * target).sum((1, 2, 3)) / part.square().sum((1, 2, 3))
+                        fit = terms[:, 2 * k] / terms[:, 2 * k + 1]
+                        pairs[(acq, name)] += list(zip(fit.tolist(), best.tolist(), strict=True))
     finally:
         calibration.REFERENCE_FIT = saved
-    out = {}
-    for acq, v in pairs.items():
+    out: dict[str, tuple] = {}
+    for (acq, name), v in pairs.items():
         fit, best = np.array(v).T
-        out[acq] = float((fit * fit).sum() / (fit * best).sum())
+        out[acq] = (*out.get(acq, ()), f"{name} {(fit * fit).sum() / (fit * best).sum():.3f}")
     return out
 
 
@@ -133,9 +137,9 @@ def main() -> None:
     scans = {name: load_images(name, max_images=args.max_images) for name in args.data.split(",")}
     if args.reference:
         refs = reference_fits(models["calibrated"], scans)
-        print("\n".join(f"{acq}: {ref:.3f}" for acq, ref in refs.items()))
+        print("\n".join(f"{acq}: {', '.join(ref)}" for acq, ref in refs.items()))
         return
-    lines = ["| degradation | scans | as trained | calibrated | mean gain fitted |",
+    lines = ["| degradation | scans | as trained | calibrated | gains fitted (beyond, within) |",
              "|---|---|---:|---:|---:|"]  # fmt: skip
     for deg in DEGRADATIONS:
         scales = SCALES["thick" if deg.startswith("thick") else "in-plane"]
@@ -151,8 +155,9 @@ def main() -> None:
                 gains = [np.mean(by[label]) - max(np.mean(by[c]) for c in CLASSICAL)
                          for by in per.values()]  # fmt: skip
                 cells.append(f"{np.mean(gains):+.2f}")
+            beyond, within = np.mean(logged.gains, axis=0)
             lines.append(f"| {deg} | {kind} | {cells[0]} | {cells[1]} | "
-                         f"{np.mean(logged.gains):.2f} |")  # fmt: skip
+                         f"{beyond:.2f}, {within:.2f} |")  # fmt: skip
     text = "\n".join(lines)
     print(text, flush=True)
     if args.out:

@@ -53,9 +53,11 @@ def test_the_gain_cuts_a_guess_that_does_not_fit_an_unseen_macaque(shipped, maca
     batch = prepare(macaque, Fraction(14, 5), "kspace")
     shape = tuple(batch.hr.shape[-2:])
     with torch.no_grad():
-        gains = model.extrapolation_gain(batch.lr, "kspace")
+        gains = model.calibration_gains(batch.lr, "kspace")
         outputs = [m(batch.lr, batch.scale, shape, "kspace").clamp(0, 1) for m in (plain, model)]
-    assert bool(((gains > 0.05) & (gains < 0.95)).all()), gains
+    beyond, within = gains.unbind(1)
+    assert bool(((beyond > 0.05) & (beyond < 0.95)).all()), gains
+    assert within.tolist() == [1.0] * 3  # a k-space band is the scanner's: trusted, not fitted
     hr = batch.hr[:, 0].double().numpy()
     before, after = (np.mean([psnr(o[k, 0].double().numpy(), hr[k], 1.0) for k in range(3)])
                      for o in outputs)  # fmt: skip
@@ -70,8 +72,8 @@ def test_gain_one_is_the_trained_model_and_gain_zero_adds_nothing_beyond_the_ban
     shape = tuple(batch.hr.shape[-2:])
     with torch.no_grad():
         reference = plain(batch.lr, batch.scale, shape, "kspace")
-        full = random_model(batch.lr, batch.scale, shape, "kspace", gain=1.0)
-        none = random_model(batch.lr, batch.scale, shape, "kspace", gain=0.0)
+        full = random_model(batch.lr, batch.scale, shape, "kspace", gains=(1.0, 1.0))
+        none = random_model(batch.lr, batch.scale, shape, "kspace", gains=(0.0, 1.0))
         skip = random_model.skip_image(batch.lr, shape, "kspace")
     torch.testing.assert_close(full, reference, atol=1e-5, rtol=0)
     added = none - skip
@@ -83,10 +85,10 @@ def test_gain_one_is_the_trained_model_and_gain_zero_adds_nothing_beyond_the_ban
 def test_small_inputs_give_no_evidence_and_still_a_finite_image(random_model):
     x = torch.rand(2, 1, 8, 8)
     with torch.no_grad():
-        assert random_model.extrapolation_gain(x, "kspace").tolist() == [1.0, 1.0]
+        assert random_model.calibration_gains(x, "kspace").tolist() == [[1.0, 1.0]] * 2
         assert bool(torch.isfinite(random_model(torch.rand(1, 1, 4, 4), 4.0)).all())
         unscaled = random_model.calibration_terms(x, "kspace", thinned=(False, False))
-    assert gain_from(unscaled).tolist() == [1.0, 1.0]
+    assert gain_from(unscaled).tolist() == [[1.0, 1.0]] * 2
 
 
 def test_tiles_share_the_whole_images_gain(random_model, macaque):
@@ -94,10 +96,24 @@ def test_tiles_share_the_whole_images_gain(random_model, macaque):
     with torch.no_grad():
         whole = random_model(x, 2.0, acquisition="kspace")
         tiled = upscale_tiled(random_model, x, 2.0, tile=24, acquisition="kspace")
-        given = upscale_tiled(random_model, x, 2.0, tile=24, acquisition="kspace", gain=0.5)
-        direct = random_model(x, 2.0, acquisition="kspace", gain=0.5)
+        given = upscale_tiled(random_model, x, 2.0, tile=24, acquisition="kspace", gains=(0.5, 1))
+        direct = random_model(x, 2.0, acquisition="kspace", gains=(0.5, 1))
     torch.testing.assert_close(tiled, whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(given, direct, atol=1e-5, rtol=0)
+
+
+def test_blurred_input_gets_a_gain_within_the_band_when_clean_only(shipped, macaque):
+    from metasrgan.degradations.noise import add_noise
+
+    _, model = shipped
+    clean = prepare(macaque, Fraction(2), "bicubic").lr
+    noisy = add_noise(clean, 0.03, "rician", torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        within_clean = model.calibration_gains(clean, "bicubic")[:, 1]
+        within_noisy = model.calibration_gains(noisy, "bicubic")[:, 1]
+        within_thick = model.calibration_gains(clean, "thick", thinned=(True, False))[:, 1]
+    assert bool((within_clean != 1.0).all()) and bool((within_thick != 1.0).all())
+    assert within_noisy.tolist() == [1.0] * 3  # its band holds noise its copy holds too
 
 
 def test_thick_slices_are_calibrated_along_the_thinned_axis_either_way(random_model, macaque):
@@ -117,15 +133,15 @@ def test_a_volume_pass_fits_one_gain_on_its_slices(random_model, macaque):
 
     moved = macaque[:, 0].numpy()
     intensity = IntensityMap.fit(moved)
-    noise, gain = _pass_statistics(random_model, moved, intensity, "kspace", (True, True))
+    noise, gains = _pass_statistics(random_model, moved, intensity, "bicubic", (True, True))
     unit = torch.from_numpy(intensity.apply(moved, clip=False))[:, None]
     with torch.no_grad():
-        terms = random_model.calibration_terms(unit[::4], "kspace", noise).sum(0)
-    assert gain == pytest.approx(float(gain_from(terms)), abs=1e-6)
-    assert 0.0 <= gain <= 1.0
+        terms = random_model.calibration_terms(unit[::4], "bicubic", noise).sum(0)
+    assert gains == pytest.approx(gain_from(terms).tolist(), abs=1e-6)
+    assert 0.0 <= gains[0] <= 1.0 and 0.0 <= gains[1] <= 1.5
 
 
-def test_the_viewer_fits_a_slices_gain_once_and_zooms_with_it(random_model, macaque):
+def test_the_viewer_fits_a_slices_gains_once_and_zooms_with_them(random_model, macaque):
     pytest.importorskip("fastapi")
     import gzip
 
@@ -150,6 +166,6 @@ def test_the_viewer_fits_a_slices_gain_once_and_zooms_with_it(random_model, maca
             assert c.get("/api/zoom.bin", params=zoom).status_code == 200
     finally:
         del random_model.calibration_terms
-    ((key, gain),) = [(k, g) for k, g in viewer.gains._cache.items()]
-    assert len(calls) == 1  # fitted once; both zooms pass it on
-    assert key[2] == 1 and 0.0 <= gain <= 1.0
+    ((key, (beyond, within)),) = [(k, g) for k, g in viewer.gains._cache.items()]
+    assert len(calls) == 1  # fitted once; both zooms pass them on
+    assert key[2] == 1 and 0.0 <= beyond <= 1.0 and within == 1.0  # k-space: beyond only

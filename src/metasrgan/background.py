@@ -152,7 +152,7 @@ class BackgroundSkip:
         scale,
         acquisition: str | None = None,
         noise: float | None = None,
-        gain: float | None = None,
+        gains: tuple[float, float] | None = None,
     ):
         from metasrgan.tiling import receptive_radius
 
@@ -160,7 +160,7 @@ class BackgroundSkip:
         self.scale = Scale2d.of(scale)
         self.acquisition = acquisition
         self.noise = noise  # one level for the pass (noise-aware models run dense without)
-        self.gain = gain  # the same for self-calibrated models (None: fitted per batch)
+        self.gains = gains  # the same for self-calibrated models (None: fitted per batch)
         self.radius = receptive_radius(model)
         weight = next((m.weight for m in model.modules()
                        if isinstance(m, nn.Conv2d) and m.in_channels > 1), None)  # fmt: skip
@@ -201,7 +201,7 @@ class BackgroundSkip:
         residual = residual.expand(x.shape[0], -1, -1, -1).clone()
         if box is not None:
             self._paste_residual(x, need, window, value, residual)
-        return self.model.combine(x, residual, rule, self.acquisition, self.noise, self.gain)
+        return self.model.combine(x, residual, rule, self.acquisition, self.noise, self.gains)
 
     def _boxes(self, box: Box, height: int, width: int) -> tuple[Box, Box]:
         """LR pixels whose outputs differ from the background's (the anatomy's box grown by

@@ -118,7 +118,7 @@ def upscale_tensor(
     acquisition: str | None = None,
     background=None,
     noise: float | None = None,
-    gain: float | None = None,
+    gains: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """``[B, C, H, W]`` in [0, 1] -> upscaled, clamped to ``clamp`` (the paper clamps to the
     image range; pass the input's own range to keep values beyond [0, 1]).
@@ -129,16 +129,16 @@ def upscale_tensor(
 
     ``acquisition`` is passed to models that list acquisitions (see
     :func:`model_acquisition`); ``noise`` (one level for the whole batch, as a volume's) to
-    noise-aware models, which otherwise estimate it on each image; ``gain`` likewise to
-    self-calibrated ones (:meth:`MetaSRGAN.extrapolation_gain`).  Raises
+    noise-aware models, which otherwise estimate it on each image; ``gains`` likewise to
+    self-calibrated ones (:meth:`MetaSRGAN.calibration_gains`).  Raises
     :class:`NonFiniteOutputError` when the model's output has NaN or Inf values.
     """
     scale = Scale2d.of(scale)
     extra = {"acquisition": acquisition} if acquisition and _knows_acquisitions(model) else {}
     if noise is not None and model_uses_noise(model):
         extra["noise"] = noise
-    if gain is not None and getattr(model, "self_calibrate", False):
-        extra["gain"] = gain
+    if gains is not None and getattr(model, "self_calibrate", False):
+        extra["gains"] = gains
     # thick slices are trained with (s, 1) scales up to THROUGH_PLANE_MAX (configs/shipped.yaml)
     thick = extra.get("acquisition") == "thick"
     scale.warn_if_untrained(high=THROUGH_PLANE_MAX if thick else 4.0)

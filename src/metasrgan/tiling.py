@@ -102,7 +102,7 @@ def upscale_tiled(
     progress: bool = False,
     acquisition: str | None = None,
     noise=None,
-    gain=None,
+    gains=None,
 ) -> torch.Tensor:
     """Upscale ``x`` (``[B, C, H, W]`` in [0, 1]) tile by tile; equals ``model(x, scale)``.
 
@@ -117,7 +117,7 @@ def upscale_tiled(
         progress: show a progress bar over tiles.
         acquisition: passed on to models that take one (``model.acquisitions``).
         noise: the noise level for noise-aware models (default: estimated on each image).
-        gain: the extrapolation gain for self-calibrated models (default: fitted on each
+        gains: the calibration gains for self-calibrated models (default: fitted on each
             whole image, once).
 
     Returns the unclamped output ``[B, C, H_out, W_out]`` (clamp it as ``upscale_tensor`` does).
@@ -152,7 +152,7 @@ def upscale_tiled(
     if split:  # the whole image's noise level, not each tile's
         noise = model.noise_level(x, noise)
     else:
-        extra.update({k: v for k, v in (("noise", noise), ("gain", gain)) if v is not None})
+        extra.update({k: v for k, v in (("noise", noise), ("gains", gains)) if v is not None})
     out = None
     bar = None
     if progress:
@@ -181,7 +181,7 @@ def upscale_tiled(
                 bar.update()
     if bar is not None:
         bar.close()
-    return model.combine(x, out, rule, acquisition, noise, gain) if split else out
+    return model.combine(x, out, rule, acquisition, noise, gains) if split else out
 
 
 def has_split_forward(model: nn.Module) -> bool:

@@ -216,11 +216,11 @@ def _pass_statistics(
     intensity: IntensityMap,
     acquisition: str | None,
     thinned: tuple[bool, bool],
-) -> tuple[float | None, float | None]:
-    """One noise level and one extrapolation gain for a pass over a stack of slices (they
+) -> tuple[float | None, tuple[float, float] | None]:
+    """One noise level and one pair of calibration gains for a pass over a stack of slices (they
     belong to the acquisition, not to a slice; one value keeps the slices consistent):
     the median of the noise estimates on up to 32 evenly spaced slices with anatomy, and
-    the gain fitted on every fourth of them at once (summed least-squares terms; 8 slices
+    the gains fitted on every fourth of them at once (summed least-squares terms; 8 slices
     cost about 4 of the pass).  None for models without them."""
     from metasrgan.inference import model_uses_noise
     from metasrgan.models.calibration import gain_from
@@ -232,7 +232,7 @@ def _pass_statistics(
     picks = np.unique(np.linspace(0, len(moved) - 1, min(len(moved), 32)).round().astype(int))
     picks = [i for i in picks if np.ptp(moved[i]) > 0]
     if not picks:
-        return (0.0 if uses_noise else None), (1.0 if calibrates else None)
+        return (0.0 if uses_noise else None), ((1.0, 1.0) if calibrates else None)
     unit = np.ascontiguousarray(intensity.apply(moved[picks], clip=False), dtype=np.float32)
     device = next(iter(model.parameters())).device
     images = [torch.from_numpy(u)[None, None].to(device) for u in unit]
@@ -242,7 +242,7 @@ def _pass_statistics(
     if not calibrates:
         return noise, None
     terms = sum(model.calibration_terms(x, acquisition, noise, thinned) for x in images[::4])
-    return noise, float(gain_from(terms))
+    return noise, tuple(float(g) for g in gain_from(terms).reshape(2))
 
 
 def _slices_upscale(
@@ -270,8 +270,8 @@ def _slices_upscale(
     out = np.empty((moved.shape[0], *out_hw), dtype=np.float32)
     batch = slice_batch(model, moved.shape[1:], out_hw, batch)
     thinned = (factors[0] > 1, factors[1] > 1)
-    noise, gain = _pass_statistics(model, moved, intensity, acquisition, thinned)
-    background = (BackgroundSkip(model, scale, acquisition, noise, gain)
+    noise, gains = _pass_statistics(model, moved, intensity, acquisition, thinned)
+    background = (BackgroundSkip(model, scale, acquisition, noise, gains)
                   if skip_background else None)  # fmt: skip
     lo, hi = (
         float(intensity.apply(data.min(), clip=False)),
@@ -281,7 +281,7 @@ def _slices_upscale(
         chunk = intensity.apply(moved[start : start + batch], clip=False)
         x = torch.from_numpy(np.ascontiguousarray(chunk))[:, None].to(device)
         y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi), acquisition=acquisition,
-                           background=background, noise=noise, gain=gain)  # fmt: skip
+                           background=background, noise=noise, gains=gains)  # fmt: skip
         out[start : start + batch] = intensity.invert(y[:, 0].cpu().numpy())
         if progress is not None:
             progress(len(chunk))

@@ -65,9 +65,10 @@ class MetaSRGAN(nn.Module):
             periodic zero-filled sinc, is exactly that band), in proportion to a learned
             function of the noise level (clean inputs: kept exactly; noisy ones: denoised).
         self_calibrate: at inference, scale what the network adds beyond the input's band
-            by a gain fitted on the input itself (see :mod:`metasrgan.models.calibration`):
-            its guess of the missing frequencies is kept only as far as it predicts the
-            input's own outer band.  Needs a skip; no parameters (old files load with it).
+            (and, for clean blurred input, what it restores within it) by gains fitted on
+            the input itself (see :mod:`metasrgan.models.calibration`): its guess of the
+            missing frequencies is kept only as far as it predicts the input's own outer
+            band.  Needs a skip; no parameters (old files load with it).
         upscaler: ``"fast"`` or ``"reference"`` (per-pixel, for testing and benchmarks).
     """
 
@@ -140,18 +141,18 @@ class MetaSRGAN(nn.Module):
         out_shape: tuple[int, int] | None = None,
         acquisition: str | None = None,
         noise=None,
-        gain=None,
+        gains=None,
     ) -> torch.Tensor:
         """``x``: ``[B, C, H, W]`` in [0, 1]; returns ``[B, C, H*s_h, W*s_w]`` (not clamped).
 
         ``noise``: the inputs' noise level (a number or ``[B]``, as :meth:`noise_level`
         gives it) for noise-aware models; None estimates it on each image of ``x``.
-        ``gain``: the same for self-calibrated models (:meth:`extrapolation_gain`)."""
+        ``gains``: the same for self-calibrated models (:meth:`calibration_gains`)."""
         noise = self.noise_level(x, noise)
         if self.training:  # the training step supervises the estimate (one forward: DDP-safe)
             self.estimated_noise = noise
         feats = self.extract_features(x, noise)
-        return self.upscale_features(x, feats, scale, out_shape, acquisition, noise, gain)
+        return self.upscale_features(x, feats, scale, out_shape, acquisition, noise, gains)
 
     @property
     def uses_noise(self) -> bool:
@@ -187,13 +188,13 @@ class MetaSRGAN(nn.Module):
         out_shape: tuple[int, int] | None = None,
         acquisition: str | None = None,
         noise=None,
-        gain=None,
+        gains=None,
     ) -> torch.Tensor:
         """The rest of :meth:`forward` given ``feats = extract_features(x, noise)``."""
         scale = Scale2d.of(scale)
         out_shape = tuple(out_shape or scale.out_shape(*x.shape[-2:]))
         y = self.residual(feats, scale, out_shape, acquisition)
-        return self.combine(x, y, out_shape, acquisition, noise, gain)
+        return self.combine(x, y, out_shape, acquisition, noise, gains)
 
     def combine(
         self,
@@ -202,11 +203,11 @@ class MetaSRGAN(nn.Module):
         out_shape: tuple[int, int],
         acquisition: str | None = None,
         noise=None,
-        gain=None,
+        gains=None,
     ) -> torch.Tensor:
         """The output from the whole image's residual: the skip image plus the residual
-        (without the acquired band, for data-consistent k-space models; its part beyond
-        the band scaled by the gain, for self-calibrated ones); not local."""
+        (without the acquired band, for data-consistent k-space models; its parts beyond
+        and within the band scaled by their gains, for self-calibrated ones); not local."""
         if self.skip == "none":
             return self.normalization.decode(residual)
         consistent = self.data_consistency and self.skip_method(acquisition) == "sinc"
@@ -219,27 +220,30 @@ class MetaSRGAN(nn.Module):
                 band = (1 - trust) * band
             if calibrated:
                 thinned = (out_shape[0] > x.shape[-2], out_shape[1] > x.shape[-1])
-                gain = self.extrapolation_gain(x, acquisition, noise, gain, thinned)
-                beyond = gain.to(residual.dtype)[:, None, None, None] * beyond
+                gains = self.calibration_gains(x, acquisition, noise, gains, thinned)
+                gains = gains.to(residual.dtype)[:, :, None, None, None]
+                beyond = gains[:, 0] * beyond
+                band = band if consistent else gains[:, 1] * band
             residual = band + beyond
         return self.skip_image(x, tuple(out_shape), acquisition) + residual
 
-    def extrapolation_gain(
+    def calibration_gains(
         self,
         x: torch.Tensor,
         acquisition: str | None = None,
         noise=None,
-        gain=None,
+        gains=None,
         thinned: tuple[bool, bool] = (True, True),
     ) -> torch.Tensor:
-        """``[B]`` gains in [0, 1] for the residual beyond the band of ``x`` (``gain`` if
-        given), fitted on ``x`` itself for upscaling the ``thinned`` axes
-        (:mod:`~metasrgan.models.calibration`); ones for models that do not
-        self-calibrate.  Tiles and windows must pass the whole image's."""
-        if gain is not None:
-            return torch.as_tensor(gain, dtype=x.dtype, device=x.device).expand(x.shape[0])
+        """``[B, 2]``: the gains of the residual beyond the band of ``x`` and within it
+        (``gains``, a pair or ``[B, 2]``, if given), fitted on ``x`` itself for upscaling the
+        ``thinned`` axes (:mod:`~metasrgan.models.calibration`); ones for models that do
+        not self-calibrate.  Tiles and windows must pass the whole image's."""
+        if gains is not None:
+            gains = torch.as_tensor(gains, dtype=x.dtype, device=x.device)
+            return gains.reshape(-1, 2).expand(x.shape[0], 2)
         if not self.self_calibrate:
-            return x.new_ones(x.shape[0])
+            return x.new_ones(x.shape[0], 2)
         return gain_from(self.calibration_terms(x, acquisition, noise, thinned)).to(x.dtype)
 
     def calibration_terms(
@@ -249,8 +253,8 @@ class MetaSRGAN(nn.Module):
         noise=None,
         thinned: tuple[bool, bool] = (True, True),
     ) -> torch.Tensor:
-        """``[B, 2]`` least-squares terms of each image's gain (sum them over the slices
-        of a volume for one gain, then :func:`~metasrgan.models.calibration.gain_from`)."""
+        """``[B, 4]`` least-squares terms of each image's gains (sum them over the slices
+        of a volume for one pair, then :func:`~metasrgan.models.calibration.gain_from`)."""
         acquisition = self.resolve_acquisition(acquisition)
         return fit_terms(self, x, acquisition, self.noise_level(x, noise), thinned)
 

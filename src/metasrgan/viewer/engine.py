@@ -103,12 +103,13 @@ def extract_features(
 
 
 @torch.no_grad()
-def extrapolation_gain(
+def calibration_gains(
     model: nn.Module, x: torch.Tensor, acquisition: str | None, thinned: tuple[bool, bool]
-) -> float:
-    """A self-calibrated model's gain for the ``[1, 1, H, W]`` slice ``x`` (its own noise
+) -> tuple[float, float]:
+    """A self-calibrated model's gains for the ``[1, 1, H, W]`` slice ``x`` (its own noise
     level, as :func:`extract_features` uses)."""
-    return float(model.extrapolation_gain(x, acquisition, thinned=thinned)[0])
+    beyond, within = model.calibration_gains(x, acquisition, thinned=thinned)[0].tolist()
+    return beyond, within
 
 
 def _upscale_kwargs(model: nn.Module, acquisition: str | None) -> dict:
@@ -132,12 +133,12 @@ def upscale_from_features(
     feats: torch.Tensor,
     scale: Scale2d,
     acquisition: str | None = None,
-    gain: float | None = None,
+    gains: tuple[float, float] | None = None,
 ) -> torch.Tensor:
     """The rest of :meth:`MetaSRGAN.forward` after the features, clamped to [0, 1]."""
     kwargs = _upscale_kwargs(model, acquisition)
-    if gain is not None:
-        kwargs["gain"] = gain
+    if gains is not None:
+        kwargs["gains"] = gains
     return model.upscale_features(x, feats, scale, **kwargs).clamp_(0.0, 1.0)
 
 
@@ -171,10 +172,10 @@ def zoom(
     scale: Scale2d,
     features: torch.Tensor | None = None,
     acquisition: str | None = None,
-    gain: float | None = None,
+    gains: tuple[float, float] | None = None,
 ) -> ZoomResult:
     """Zoom a slice already mapped to [0, 1], from cached ``features`` when given (and
-    the slice's cached extrapolation ``gain``, for self-calibrated models).
+    the slice's cached calibration ``gains``, for self-calibrated models).
 
     At scale 1 both images are the slice itself.  Models other than Meta-SRGAN go through
     :func:`metasrgan.inference.upscale_tensor` (no feature cache).
@@ -193,7 +194,7 @@ def zoom(
         if features is None:
             features = extract_features(model, x)
         t1 = time.perf_counter()
-        sr = upscale_from_features(model, x, features, scale, acquisition, gain)
+        sr = upscale_from_features(model, x, features, scale, acquisition, gains)
     else:
         t1 = t0
         with torch.no_grad():

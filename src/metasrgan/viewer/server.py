@@ -121,7 +121,7 @@ class Viewer:
             48, 768 * 1024**2, lambda t: t.element_size() * t.nelement()
         )
         self.results: LRUCache[CachedZoom] = LRUCache(64, 384 * 1024**2, lambda z: z.nbytes)
-        self.gains: LRUCache[float] = LRUCache(4096, 4096, lambda g: 1)  # self-calibration's
+        self.gains: LRUCache[tuple] = LRUCache(4096, 4096, lambda g: 1)  # self-calibration's
         self.zoom_ahead = ZoomAhead(int(zoom_cache_mb * 1024**2)) if zoom_cache_mb > 0 else None
         self.model_key = (model_info.get("path"), model_info.get("name"), id(model))
         self.sequencer = RequestSequencer()
@@ -230,20 +230,20 @@ class Viewer:
             self.features.put(key, features)
         return features
 
-    def slice_gain(self, volume: Volume, axis: str, index: int, scale, acquisition):
-        """A self-calibrated model's extrapolation gain for this slice, acquisition and set of
+    def slice_gains(self, volume: Volume, axis: str, index: int, scale, acquisition):
+        """A self-calibrated model's calibration gains for this slice, acquisition and set of
         upscaled axes (what every zoom of the slice shares: computed once); else None."""
         if not getattr(self.model, "self_calibrate", False):
             return None
         thinned = (scale.h.p > scale.h.q, scale.w.p > scale.w.q)
         key = (volume.id, axis, index, acquisition, thinned)
-        gain = self.gains.get(key)
-        if gain is None:
+        gains = self.gains.get(key)
+        if gains is None:
             x = torch.from_numpy(volume.unit_slice(axis, index))[None, None]
-            gain = engine.extrapolation_gain(self.model, x.to(_device(self.model)), acquisition,
+            gains = engine.calibration_gains(self.model, x.to(_device(self.model)), acquisition,
                                              thinned)  # fmt: skip
-            self.gains.put(key, gain)
-        return gain
+            self.gains.put(key, gains)
+        return gains
 
     def _compute(self, req: ZoomRequest) -> CachedZoom:
         features, features_ms = None, 0.0
@@ -276,12 +276,12 @@ class Viewer:
         """The zoom from the slice's features: the one computation requests and the zoom
         look-ahead share, so a prefetched body is byte for byte the one a request makes."""
         unit = volume.unit_slice(axis, index)
-        gain = (
-            self.slice_gain(volume, axis, index, scale, acquisition)
+        gains = (
+            self.slice_gains(volume, axis, index, scale, acquisition)
             if features is not None
             else None
         )
-        result = engine.zoom(self.model, unit, scale, features, acquisition, gain)
+        result = engine.zoom(self.model, unit, scale, features, acquisition, gains)
         if features_ms:
             result.features_cached = False
             result.features_ms = features_ms
@@ -313,9 +313,9 @@ class Viewer:
         wanted = [i for i in order if 0 <= i < count][: max(0, room)]
         zoom_in, acquisition = Scale2d.of(2.0), req.acquisition if req else None
 
-        def prefetch(cancelled, i):  # the features, then the gain every zoom of it shares
+        def prefetch(cancelled, i):  # the features, then the gains every zoom of it shares
             self.slice_features(volume, axis, i, cancelled)
-            self.slice_gain(volume, axis, i, zoom_in, acquisition)
+            self.slice_gains(volume, axis, i, zoom_in, acquisition)
 
         jobs = []
         for i in wanted:

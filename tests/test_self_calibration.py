@@ -61,7 +61,7 @@ def test_the_gain_cuts_a_guess_that_does_not_fit_an_unseen_macaque(shipped, maca
     hr = batch.hr[:, 0].double().numpy()
     before, after = (np.mean([psnr(o[k, 0].double().numpy(), hr[k], 1.0) for k in range(3)])
                      for o in outputs)  # fmt: skip
-    assert after > before + 0.3  # measured: +0.9 dB on these slices
+    assert after > before + 0.3  # measured: +1.1 dB on these slices
 
 
 def test_gain_one_is_the_trained_model_and_gain_zero_adds_nothing_beyond_the_band(

@@ -176,3 +176,25 @@ def test_a_view_from_the_page_cache_moves_the_look_ahead_without_computing():
     assert viewer.pool.idle(120)
     body, meta, _ = _zoom_bin(c, {**zoom, "index": 9, "scale_h": "3.30", "scale_w": "3.30"})
     assert meta["from_cache"] is True and viewer.counts["computed"] == computed
+
+
+def test_pools_still_running_at_exit_stop_their_look_ahead_first():
+    """A test client used without ``with`` never ends the app's lifespan: the exit hook
+    stops its look-ahead thread, which would otherwise die inside torch at exit."""
+    import threading
+    import time
+
+    from metasrgan.viewer import jobs
+
+    pool = jobs.ComputePool(workers=1)
+    started = threading.Event()
+
+    def job(cancelled):
+        started.set()
+        while not cancelled():
+            time.sleep(0.01)
+
+    pool.look_ahead([("key", job)])
+    assert started.wait(10) and pool in jobs._OPEN
+    jobs._close_open_pools()
+    assert not pool._thread.is_alive() and pool not in jobs._OPEN

@@ -13,8 +13,10 @@ stops at its next band of rows (or before its zoom) and is tried again later.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +27,19 @@ from metasrgan.viewer.engine import Cancelled
 T = TypeVar("T")
 IDLE_GRACE_S = 0.15
 """Quiet time after a request before look-ahead work starts."""
+
+_OPEN: weakref.WeakSet = weakref.WeakSet()
+"""Pools whose threads run (an app whose lifespan never ended leaves one, e.g. a test client
+used without ``with``)."""
+
+
+@atexit.register
+def _close_open_pools() -> None:
+    """Stop the look-ahead of every pool still running at interpreter exit: a daemon thread
+    killed inside a torch operation aborts the process ("terminate called without an
+    active exception", seen once at the end of a test run)."""
+    for pool in list(_OPEN):
+        pool.close(timeout=5.0)
 
 
 class Busy(RuntimeError):
@@ -55,6 +70,7 @@ class ComputePool:
         self._executor = ThreadPoolExecutor(self.workers, thread_name_prefix="metasrgan-zoom")
         self._thread = threading.Thread(target=self._lookahead_loop, daemon=True)
         self._thread.start()
+        _OPEN.add(self)
 
     @property
     def pending(self) -> int:
@@ -138,3 +154,4 @@ class ComputePool:
             self._cond.notify_all()
         self._thread.join(timeout)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        _OPEN.discard(self)

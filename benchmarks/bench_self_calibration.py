@@ -14,6 +14,11 @@ scans of the model card, ``--max-images`` evenly spaced slices of each;
 ``--data mni152_val,colin27_val`` runs the held-out validation slabs instead.
 Writes a Markdown table to stdout (and ``--out``).
 
+``--oracle`` asks how far the calibration is from the best it could be: on k-space input,
+PSNR of the calibrated output against the best single gain beyond the band and the best
+pair of gains for its near (up to 1.5x the band) and far parts, both chosen with the HR
+image (so out of reach at inference).
+
 ``--reference`` measures instead what :data:`metasrgan.models.calibration.REFERENCE_FIT`
 holds: per acquisition, the raw fitted gain against the best gain (the least-squares one
 against the HR image), their least-squares ratio over every slice and scale.
@@ -108,6 +113,51 @@ def reference_fits(model: torch.nn.Module, scans: dict[str, list]) -> dict[str, 
     return out
 
 
+def _best_gain(part: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The least-squares gain of ``part`` against ``target`` per image, in [0, 1]."""
+    gain = (part * target).sum((1, 2, 3)) / part.square().sum((1, 2, 3)).clamp(min=1e-30)
+    return gain.clamp(0, 1)[:, None, None, None]
+
+
+@torch.no_grad()
+def oracle_rows(model: torch.nn.Module, scans: dict[str, list]) -> list[str]:
+    """Markdown rows: calibrated / best one gain / best two gains, PSNR on k-space input."""
+    from metasrgan.degradations.fourier import acquired_band
+    from metasrgan.evaluation.protocol import prepare
+    from metasrgan.metrics import psnr
+
+    rows = []
+    for kind, images in scans.items():
+        hr_all = torch.from_numpy(np.stack([im.array for im in images]))[:, None]
+        for s in (Fraction(2), Fraction(14, 5), Fraction(4)):
+            b = prepare(hr_all, s, "kspace")
+            band, shape = tuple(b.lr.shape[-2:]), tuple(b.hr.shape[-2:])
+            noise = model.noise_level(b.lr)
+            r = model.residual(model.extract_features(b.lr, noise), b.scale, shape, "kspace")
+            base = model(b.lr, b.scale, shape, "kspace", noise, (0.0, 1.0))
+            beyond = r - acquired_band(r, band)
+            wide = tuple(min(n, round(1.5 * m)) for n, m in zip(shape, band, strict=True))
+            near = acquired_band(beyond, wide)
+            target = b.hr - base
+            target = target - acquired_band(target, band)
+
+            far = beyond - near
+            outputs = {
+                "calibrated": model(b.lr, b.scale, shape, "kspace", noise),
+                "best one gain": base + _best_gain(beyond, target) * beyond,
+                "best two gains": base
+                + _best_gain(near, target) * near
+                + _best_gain(far, target) * far,
+            }
+            hr = b.hr[:, 0].double().numpy()
+            cells = [np.mean([psnr(o[k, 0].clamp(0, 1).double().numpy(), hr[k], 1.0)
+                              for k in range(len(hr))]) for o in outputs.values()]  # fmt: skip
+            rows.append(
+                f"| {kind} | x{float(s):g} | " + " | ".join(f"{c:.2f}" for c in cells) + " |"
+            )
+    return rows
+
+
 SCALES = {
     "thick": [Fraction(s) for s in (2, 3, 4, 5, 6)],
     "in-plane": [Fraction(6, 5) + Fraction(2, 5) * k for k in range(8)],
@@ -125,6 +175,7 @@ def main() -> None:
     parser.add_argument("--max-images", type=int, default=8, help="slices of each scan")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reference", action="store_true", help="measure REFERENCE_FIT")
+    parser.add_argument("--oracle", action="store_true", help="the calibration against its best")
     args = parser.parse_args()
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     models = variants(args.model)
@@ -135,6 +186,11 @@ def main() -> None:
         Method("calibrated", model=logged),
     ]
     scans = {name: load_images(name, max_images=args.max_images) for name in args.data.split(",")}
+    if args.oracle:
+        print("| scans | scale | calibrated | best one gain | best two gains |")
+        print("|---|---|---:|---:|---:|")
+        print("\n".join(oracle_rows(models["calibrated"], scans)))
+        return
     if args.reference:
         refs = reference_fits(models["calibrated"], scans)
         print("\n".join(f"{acq}: {', '.join(ref)}" for acq, ref in refs.items()))

@@ -19,16 +19,15 @@ input was blurred is not told to it (the ``bicubic`` acquisition trains on bicub
 bilinear kernels alike), and the same fit on the copy's band measures it, in [0, 1.5].  Only
 on clean input (noise under :data:`WITHIN_NOISE_MAX`): a noisy input's band holds noise that
 its copy holds too, which would bias the fit towards undoing the denoising.  k-space input's
-band is the scanner's (kept as far as the band trust says): it gets no second gain.  Where the
-network's guess is right the fit still reads less or more than 1, by acquisition (a thick
-slice is itself blurred, so its copy's target is too): :data:`REFERENCE_FIT`, measured on
-the validation slabs, is divided out.
+band is the scanner's (kept as far as the band trust says): it gets no second gain.
 
-The gains are two numbers per image, acquisition and set of upscaled axes, whatever the
-scale's size, so a volume pass uses one pair for all its slices and the viewer one per
-slice.
-What it changes, scan by scan: ``benchmarks/bench_self_calibration.py`` and the model card
-(the same weights uncalibrated beside).
+Where the network's guess is right the fits still read less or more than 1, by acquisition
+(a thick slice is itself blurred, so its copy's target is too): :data:`REFERENCE_FIT`,
+measured on the validation slabs, is divided out.  The gains are two numbers per image,
+acquisition and set of upscaled axes, whatever the scale's size, so a volume pass uses one
+pair for all its slices and the viewer one per slice.  What it changes, scan by scan:
+``benchmarks/bench_self_calibration.py`` and the model card (the same weights uncalibrated
+beside).
 """
 
 from __future__ import annotations
@@ -118,7 +117,7 @@ def fit_terms(
     guess, target = guess - guess_in, target - target_in
     terms[:, 0] = (guess * target).sum(dim=(1, 2, 3)).double() / beyond_ref
     terms[:, 1] = guess.square().sum(dim=(1, 2, 3)).double()
-    if model.skip_method(acquisition) != "sinc":  # a blurring kernel's input: restored within
+    if ACQUISITIONS[acquisition or "bicubic"].skip != "sinc":  # a blurring kernel's input
         clean = (noise < WITHIN_NOISE_MAX).double() if noise is not None else 1.0
         terms[:, 2] = clean * (guess_in * target_in).sum(dim=(1, 2, 3)).double() / within_ref
         terms[:, 3] = clean * guess_in.square().sum(dim=(1, 2, 3)).double()

@@ -137,6 +137,26 @@ def test_offline_train_never_sees_the_slab_or_its_guard(small_offline):
         load_slices({"kind": "offline", "names": ["inia19"]}, "train")
 
 
+def test_the_validation_subject_at_half_a_millimetre_skips_the_same_slab_of_the_head():
+    """``colin27-05mm`` shares the 1 mm Colin27's world space: the 0.5 mm voxels it trains on
+    lie wholly outside the world z extent of the held-out slab and its guard."""
+    fine = nib.load(offline.locate("colin27-05mm"))
+    coarse = nib.load(offline.locate("colin27"))
+    z0, z1 = offline.excluded_z("colin27")
+    f0, f1 = offline.excluded_z("colin27-05mm")
+
+    def world_z(img, k):
+        return float(img.affine[2, 2] * k + img.affine[2, 3])
+
+    lo, hi = world_z(coarse, z0 - 0.5), world_z(coarse, z1 - 0.5)  # the slab's faces
+    assert world_z(fine, f0 - 1 + 0.5) <= lo and world_z(fine, f1 - 0.5) >= hi  # f0 - 1: below
+    assert world_z(fine, f0 - 0.5) <= lo + 0.5  # no more than one voxel spare below
+    train = load_dataset({"kind": "offline", "names": ["colin27-05mm"], "axes": [2]}, "train")
+    kept = sorted({r.index for r in train.records})
+    assert kept and not [k for k in kept if f0 <= k < f1]
+    assert min(k for k in kept if k >= f1) == f1 and max(k for k in kept if k < f0) == f0 - 1
+
+
 def test_natural_images_from_the_scikit_image_wheel():
     names = sorted(p.name for p in natural_image_folder().iterdir() if p.suffix in (".png", ".jpg"))
     assert len(names) >= 10

@@ -45,8 +45,9 @@ HELD_OUT_SLABS: dict[str, Slab] = {
     "colin27_val": Slab("colin27", 85, 97),
 }
 """Validation slabs: never trained on (with :data:`GUARD`).  ``colin27-bet`` shares
-``colin27``'s grid, so the same range is held out of it; ``colin27-05mm`` covers the same
-subject at 0.5 mm and is therefore not used for training."""
+``colin27``'s grid, so the same range is held out of it; ``colin27-05mm`` is the same
+subject at 0.5 mm in the same world space, so the same slab of the head (the guard
+included) is held out of it, mapped onto its grid (:func:`excluded_z`)."""
 
 UNSEEN_SLABS: dict[str, Slab] = {
     "inia19_macaque": Slab("inia19", 58, 70, "float32"),
@@ -73,7 +74,14 @@ def check_trainable(slab: Slab) -> None:
 
 
 def excluded_z(source: str) -> tuple[int, int] | None:
-    """The axial range (guard included) that training must skip for ``source``."""
+    """The axial range (guard included) that training must skip for ``source``.
+
+    ``colin27-05mm`` (``ch2better``: 0.5 mm, world z = 0.5 k - 69.5) holds the 1 mm range's
+    voxels (world z = k - 71, each 1 mm thick) from the lower face of the first to the upper
+    face of the last: 0.5 mm voxels ``2 z0 - 4`` to ``2 z1 - 4``, one more kept out above."""
+    if source == "colin27-05mm":
+        z0, z1 = excluded_z("colin27")
+        return 2 * z0 - 4, 2 * z1 - 3
     base = "colin27" if source == "colin27-bet" else source
     for slab in HELD_OUT_SLABS.values():
         if slab.source == base:

@@ -177,9 +177,6 @@ def _load_offline(spec: dict[str, Any], split: str, out: SliceSet, progress: boo
 
 NEVER_TRAINED = {
     "inia19": "offline source 'inia19' (another species) is never trained on; use it for val",
-    "colin27-05mm": (
-        "offline source 'colin27-05mm' is the validation subject at 0.5 mm and is never trained on"
-    ),
 }
 
 

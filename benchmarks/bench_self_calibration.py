@@ -43,15 +43,11 @@ def variants(path: str | None) -> dict[str, torch.nn.Module]:
     """The model file's weights with ``self_calibrate`` off and on."""
     from metasrgan.checkpoint import load_model
     from metasrgan.inference import shipped_model_path
-    from metasrgan.registry import make
+    from metasrgan.registry import with_args
 
-    trained = load_model(path or shipped_model_path())
-    out = {}
-    for on in (False, True):
-        model = make({**trained.spec, "args": {**trained.spec["args"], "self_calibrate": on}})
-        model.load_state_dict(trained.state_dict(), strict=True)
-        out["calibrated" if on else "as trained"] = model.eval()
-    return out
+    trained = load_model(path or shipped_model_path()).eval()
+    return {"calibrated" if on else "as trained": with_args(trained, self_calibrate=on)
+            for on in (False, True)}  # fmt: skip
 
 
 class GainLog(torch.nn.Module):

@@ -207,9 +207,9 @@ def part_calibration(depth: int) -> dict:
     """The shipped weights with and without self-calibration (one gain per volume pass)."""
     from metasrgan.checkpoint import load_model
     from metasrgan.inference import shipped_model_path
-    from metasrgan.registry import make
+    from metasrgan.registry import with_args
 
-    trained = load_model(shipped_model_path())
+    trained = load_model(shipped_model_path()).eval()
     volume = brats_like(depth)
     n = depth // 5
     thick = volume[:, :, : 5 * n].reshape(*volume.shape[:2], n, 5).mean(axis=-1)
@@ -224,10 +224,7 @@ def part_calibration(depth: int) -> dict:
     for name, (vol, affine, plan) in cases.items():
         seconds = {}
         for on in (True, False):
-            spec = {**trained.spec, "args": {**trained.spec["args"], "self_calibrate": on}}
-            model = make(spec)
-            model.load_state_dict(trained.state_dict())
-            model = model.eval().to(memory_format=torch.channels_last)
+            model = with_args(trained, self_calibrate=on).to(memory_format=torch.channels_last)
             seconds[on] = run_volume(model, vol, affine, True, **plan)[1]
         ratio = seconds[True] / seconds[False]
         print(f"| {name} | {seconds[True]:.1f} | {seconds[False]:.1f} | {ratio:.3f} |", flush=True)

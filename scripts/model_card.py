@@ -145,24 +145,21 @@ def kspace_skip(model) -> str:
     return "mirrored zero-filled sinc"
 
 
-def with_model_args(model, meta: dict, pairs: list[str]):
+def with_model_args(model, pairs: list[str]):
     """The run's model with parameter-free arguments changed (``KEY=VALUE``, YAML values:
     inference options such as ``self_calibrate=true``), and its spec; the weights must load
     into the new model exactly, so nothing trained is changed or dropped."""
-    import copy
-
-    from metasrgan.registry import make
+    from metasrgan.registry import with_args
     from metasrgan.yamlio import load as load_yaml
 
-    spec = copy.deepcopy(meta["model"])
+    args = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise SystemExit(f"--model-arg wants KEY=VALUE, got {pair!r}")
-        spec.setdefault("args", {})[key] = load_yaml(value)
-    new = make(spec)
-    new.load_state_dict(model.state_dict(), strict=True)
-    return new.eval(), spec
+        args[key] = load_yaml(value)
+    new = with_args(model, **args).eval()
+    return new, new.spec
 
 
 def main() -> None:  # a script's straight-line recipe: package, evaluate, write
@@ -207,7 +204,7 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
     model = load(src)
     cfg = meta.get("config") or {}
     if args.model_arg:
-        model, spec = with_model_args(model, meta, args.model_arg)
+        model, spec = with_model_args(model, args.model_arg)
         cfg = {**cfg, "model": spec}
     stage = {
         "recipe": "configs/shipped.yaml",

@@ -16,7 +16,7 @@ from metasrgan.evaluation.protocol import prepare
 from metasrgan.inference import shipped_model_path
 from metasrgan.metrics import psnr
 from metasrgan.models.calibration import gain_from
-from metasrgan.registry import make
+from metasrgan.registry import with_args
 from metasrgan.tiling import upscale_tiled
 
 CALIBRATED = {**AWARE, "args": {**AWARE["args"], "self_calibrate": True}}
@@ -24,10 +24,7 @@ CALIBRATED = {**AWARE, "args": {**AWARE["args"], "self_calibrate": True}}
 
 def calibrated(model: torch.nn.Module, on: bool = True) -> torch.nn.Module:
     """The same weights with ``self_calibrate`` set (no parameters: they load exactly)."""
-    spec = {**model.spec, "args": {**model.spec["args"], "self_calibrate": on}}
-    new = make(spec)
-    new.load_state_dict(model.state_dict(), strict=True)
-    return new.eval()
+    return with_args(model, self_calibrate=on).eval()
 
 
 @pytest.fixture(scope="module")

@@ -109,5 +109,18 @@ def make(spec: ModelSpec) -> Any:
     return MODELS.make(spec, keep_spec=True)
 
 
+def with_args(model, **args) -> Any:
+    """The same weights in a model built with ``args`` changed: parameter-free options such
+    as ``self_calibrate`` (the state must load exactly, so nothing trained is lost), on the
+    model's device and in its training mode."""
+    spec = {**model.spec, "args": {**(model.spec.get("args") or {}), **args}}
+    new = make(spec)
+    new.load_state_dict(model.state_dict(), strict=True)
+    first = next(iter(model.parameters()), None)
+    if first is not None:
+        new = new.to(first.device)
+    return new.train(model.training)
+
+
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())

@@ -241,6 +241,7 @@ def _pass_statistics(
         noise = float(torch.cat([model.noise_level(x) for x in images]).median())
     if not calibrates:
         return noise, None
+    # one slice at a time: slices over 256 pixels are fitted on a window around their own centroid
     terms = sum(model.calibration_terms(x, acquisition, noise, thinned) for x in images[::4])
     return noise, tuple(float(g) for g in gain_from(terms).reshape(2))
 

@@ -91,7 +91,7 @@ def fit_terms(
     """``[B, 4]``: the least-squares numerator and denominator of each image's gain beyond the
     band, then within it (sum them over slices for one pair per volume; see
     :func:`gain_from`; zeros: no evidence).  ``thinned``: which axes the call upscales.
-    ``noise``: the input's ``[B]`` noise levels (the copy's are taken as ``noise / sqrt(1.5)``
+    ``noise``: the input's ``[B]`` noise levels or None (the copy's are ``noise / sqrt(1.5)``
     per thinned axis: exact for k-space truncation of white noise, close for the other
     kernels)."""
     from metasrgan.degradations import ACQUISITIONS, make_chain
@@ -105,19 +105,18 @@ def fit_terms(
     small = scale.in_shape(*window.shape[-2:])
     if not any(thinned) or min(small) < MIN_SIDE:
         return terms
-    copy = make_chain(acquisition or "bicubic")(window, small)
-    if noise is not None:
-        noise = torch.as_tensor(noise, dtype=x.dtype, device=x.device).expand(x.shape[0])
+    kind = acquisition or "bicubic"  # unconditioned models: the paper's software resize
+    copy = make_chain(kind)(window, small)
     copy_noise = None if noise is None else noise / math.sqrt(scale.h.value * scale.w.value)
     shape = tuple(window.shape[-2:])
     guess = model.residual(model.extract_features(copy, copy_noise), scale, shape, acquisition)
     target = window - model.skip_image(copy, shape, acquisition)
     guess_in, target_in = acquired_band(guess, small), acquired_band(target, small)
-    beyond_ref, within_ref = REFERENCE_FIT.get(acquisition or "bicubic", (1.0, 1.0))
+    beyond_ref, within_ref = REFERENCE_FIT.get(kind, (1.0, 1.0))
     guess, target = guess - guess_in, target - target_in
     terms[:, 0] = (guess * target).sum(dim=(1, 2, 3)).double() / beyond_ref
     terms[:, 1] = guess.square().sum(dim=(1, 2, 3)).double()
-    if ACQUISITIONS[acquisition or "bicubic"].skip != "sinc":  # a blurring kernel's input
+    if ACQUISITIONS[kind].skip != "sinc":  # a blurring kernel's input
         clean = (noise < WITHIN_NOISE_MAX).double() if noise is not None else 1.0
         terms[:, 2] = clean * (guess_in * target_in).sum(dim=(1, 2, 3)).double() / within_ref
         terms[:, 3] = clean * guess_in.square().sum(dim=(1, 2, 3)).double()

@@ -1,6 +1,6 @@
 """Meta-Upscale fast path vs the per-pixel reference; whole generator vs its feature extractor.
 
-Run: ``python -m benchmarks.bench_upscale [--threads 2] [--repeats 3] [--parts 1 2 3]
+Run: ``python -m benchmarks.bench_upscale [--threads 2] [--repeats 3] [--parts 1 2 3 4]
 [--scales 1.1 2 3.7] [--quick] [--json FILE]``.
 
 1. The upscaler alone on 240x240 LR features (64 channels, batch 1), every scale 1.1..4.0:
@@ -13,6 +13,9 @@ Run: ``python -m benchmarks.bench_upscale [--threads 2] [--repeats 3] [--parts 1
    (the same network without the upscaler), every scale, on a 240x240 MRI slice.
 3. A 240x240x155 volume at x2 in-plane through :func:`metasrgan.volume.upscale_volume`:
    seconds, and the ratio to the feature extractor alone over the same 155 slices.
+4. The fast path's two exact implementations forced on every scale (row-offset
+   convolutions, offset groups), 240x240x64 features: the measurement behind
+   ``ROW_PHASE_MAX_WORK``, with the work measure ``q_w * s_h * s_w`` it compares.
 
 Targets (issue #7): (1) >= 30x at x2, >= 3x at every scale, memory <= 1/5; (2) <= 1.3x;
 (3) <= 60 s on 2 CPU threads.  The machine is shared: absolute numbers are noisy, ratios
@@ -226,6 +229,33 @@ def part_volume(depth: int, channels_last: bool) -> dict:
             "volume_cpu_s": total_cpu, "fe_cpu_s": fe_cpu}  # fmt: skip
 
 
+def part_paths(scales, repeats: int) -> list[dict]:
+    from metasrgan.models.meta_upscale import ROW_PHASE_MAX_WORK, MetaUpscale
+    from metasrgan.scale import Scale2d
+
+    module = MetaUpscale(64, 1, 3).eval()
+    x = torch.randn(1, 64, 240, 240, generator=torch.Generator().manual_seed(0))
+    rows = []
+    print(f"{'scale':>6} {'work':>5} {'rows ms':>8} {'offsets ms':>10}  chosen")
+    with torch.no_grad():
+        for scale in scales:
+            s = Scale2d.of(scale)
+            out = s.out_shape(240, 240)
+            t = interleaved(
+                {
+                    "rows": lambda s=s, out=out: module._forward_row_phases(x, s, out),
+                    "offsets": lambda s=s, out=out: module._forward_offset_batched(x, s, out),
+                },
+                repeats,
+            )
+            work = s.w.q * s.h.value * s.w.value
+            chosen = "rows" if work <= ROW_PHASE_MAX_WORK else "offsets"
+            rows.append({"scale": scale, "work": work, **t, "chosen": chosen})
+            print(f"{scale:>6} {work:>5.0f} {t['rows'] * 1e3:>8.1f} {t['offsets'] * 1e3:>10.1f}"
+                  f"  {chosen}")  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -265,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"largest ratio {max(x['ratio'] for x in results['generator']):.3f} (target <= 1.3)")
     if 3 in args.parts:
         results["volume"] = part_volume(args.depth if not args.quick else 20, not args.nchw)
+    if 4 in args.parts:
+        results["paths"] = part_paths(scales, repeats)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

@@ -213,18 +213,17 @@ class MetaSRGAN(nn.Module):
         consistent = self.data_consistency and self.skip_method(acquisition) == "sinc"
         calibrated = self.self_calibrate and not self.training
         if consistent or calibrated:
+            # residual = g_beyond * (residual - band) + g_band * band, in two passes
             band = acquired_band(residual, tuple(x.shape[-2:]))
-            beyond = residual - band
-            if consistent:
-                trust = self.band_trust(x, self.noise_level(x, noise))[:, None, None, None]
-                band = (1 - trust) * band
+            g_beyond = g_band = residual.new_ones(x.shape[0], 1, 1, 1)
             if calibrated:
                 thinned = (out_shape[0] > x.shape[-2], out_shape[1] > x.shape[-1])
                 gains = self.calibration_gains(x, acquisition, noise, gains, thinned)
                 gains = gains.to(residual.dtype)[:, :, None, None, None]
-                beyond = gains[:, 0] * beyond
-                band = band if consistent else gains[:, 1] * band
-            residual = band + beyond
+                g_beyond, g_band = gains[:, 0], gains[:, 1]
+            if consistent:
+                g_band = 1 - self.band_trust(x, self.noise_level(x, noise))[:, None, None, None]
+            residual = torch.addcmul(g_beyond * residual, g_band - g_beyond, band)
         return self.skip_image(x, tuple(out_shape), acquisition) + residual
 
     def calibration_gains(

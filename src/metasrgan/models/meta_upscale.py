@@ -13,9 +13,10 @@ rule).  Two implementations compute the same function:
   kernels are predicted, and the work is done one of two ways (chosen per scale, see
   ``ROW_PHASE_MAX_WORK``): one row-strided convolution per input row offset with its row
   phases' kernels for all ``p_w`` column phases, then a column gather (``q_w`` times the
-  ideal work in ``q_h`` large convolutions: every trained scale but x3.7 and x3.9); or
-  grouped by input offset, the ideal 576 multiply-adds per output pixel as one batched
-  matmul over gathered 3x3 patches (x3.7, x3.9 and long periods such as x2.37, q = 100).
+  ideal work in ``q_h`` large convolutions: every trained scale with ``q_w * s^2 <= 60``);
+  or grouped by input offset, the ideal 576 multiply-adds per output pixel as three batched
+  matmuls over gathered column taps (x2.7, x2.9, x3.1, x3.3, x3.6-x3.9 and long periods
+  such as x2.37, q = 100).
   Memory ``O(output + 48 MiB)``.
 """
 
@@ -27,12 +28,12 @@ from torch import nn
 
 from metasrgan.scale import AxisScale, Scale2d
 
-ROW_PHASE_MAX_WORK = 120
+ROW_PHASE_MAX_WORK = 60
 """Row-offset convolutions (``q_w`` times the ideal work, ``q_h`` convolutions) when
-``q_w * s_h * s_w`` is at most this, offset groups (ideal work after gathering every 3x3
-patch) above it.  Measured on this project's 2-core CPU (240x240x64, 2 threads, idle):
-convolutions 22-64 ms against 74-133 ms at x1.1-x3.1 (``q_w * s^2`` up to 96), offset
-groups 73-97 ms against 90-103 ms at x3.7 and x3.9 (137, 152)."""
+``q_w * s_h * s_w`` is at most this, offset groups (ideal work after gathering the column
+taps) above it.  Measured on this project's 2-core CPU (240x240x64, 2 threads, idle, best of
+3): convolutions 10-47 ms against 33-64 ms up to 36, both 28-45 ms from 39 to 65, offset
+groups 40-50 ms against 61-86 ms from 73 (x2.7, x2.9, x3.1, x3.3, x3.7, x3.9)."""
 
 KERNELS_AT_ONCE = 4096
 """Phase pairs predicted in one call; longer periods predict one row group at a time."""
@@ -196,16 +197,19 @@ class MetaUpscale(nn.Module):
     def _forward_offset_batched(
         self, x: torch.Tensor, scale: Scale2d, out_shape, condition=None
     ) -> torch.Tensor:
-        """All ``q_h * q_w`` offset groups (see :meth:`_forward_offset_groups`) in one batched
-        matmul per chunk of rows: a handful of large operations whatever the period, which
-        matters where each operation has a fixed cost (a busy CPU's thread wake-ups, GPU
-        launches).  Groups are padded to the largest phase count on both axes (at most
-        ``(ceil(s) / s)^2`` extra work).  Long periods fall back to one group row at a time."""
+        """All ``q_h * q_w`` offset groups (see :meth:`_forward_offset_groups`) in three
+        batched matmuls per chunk of rows, one per kernel row: a handful of large operations
+        whatever the period, which matters where each operation has a fixed cost (a busy
+        CPU's thread wake-ups, GPU launches).  Only the three column taps are gathered
+        (``3 x (q_h + 2) / q_h`` the features, where whole 3x3 patches were 9x: the copy,
+        not the matmul, was two thirds of the time), and the kernel row ``dy`` of group
+        ``(r0, c0)`` reads gathered row ``r0 + dy``: the same block shifted.  Groups are
+        padded to the largest phase count on both axes (at most ``(ceil(s) / s)^2`` extra
+        work).  Long periods fall back to one group row at a time."""
         batch, channels, height, width = x.shape
         h_out, w_out = out_shape
         sh, sw = scale.h, scale.w
         k, n_out = self.kernel_size, self.out_channels
-        n_in = channels * k * k
         row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
         col_groups = [g for g in _offset_groups(sw) if g[0] < w_out]
         n_rh, n_cw = len(row_groups), len(col_groups)
@@ -218,23 +222,29 @@ class MetaUpscale(nn.Module):
         hp, wp = xl.shape[1:3]
         slot_h, place_h = _slots(row_groups, a_max, x.device)
         slot_w, place_w = _slots(col_groups, b_max, x.device)
-        # kernels [a, b, O, C, k, k] -> [n_rh * n_cw, k*k*C, a_max * b_max * O]
+        n_tap = k * channels  # one kernel row: k column taps of every channel
+        # kernels [a, b, O, C, ky, kx] -> per kernel row [n_rh * n_cw, kx*C, a_max * b_max * O]
         kern = self._phase_kernels(scale, x, slice(0, a_lim), slice(0, b_lim), condition=condition)
         kern = kern.permute(0, 1, 2, 4, 5, 3)[slot_h.view(-1, 1), slot_w.view(1, -1)]
-        kern = kern.reshape(n_rh, a_max, n_cw, b_max, n_out, n_in).permute(0, 2, 5, 1, 3, 4)
-        kern = kern.reshape(n_rh * n_cw, n_in, a_max * b_max * n_out)
-        row_bytes = batch * n_rh * n_kw * n_cw * n_in * x.element_size()
+        kern = kern.reshape(n_rh, a_max, n_cw, b_max, n_out, k, n_tap).permute(5, 0, 2, 6, 1, 3, 4)
+        kern = kern.reshape(k, n_rh * n_cw, n_tap, a_max * b_max * n_out)
+        n_rows = n_rh + k - 1  # gathered row offsets r0 + dy
+        row_bytes = n_rows * n_cw * batch * n_kw * n_tap * x.element_size()
         rows_per_chunk = max(1, PATCH_CHUNK_BYTES // row_bytes)
         padded = x.new_empty(batch, n_out, n_kh, n_rh * a_max, n_kw, n_cw * b_max)
         for k0 in range(0, n_kh, rows_per_chunk):
             n_k = min(rows_per_chunk, n_kh - k0)
-            patches = xl.as_strided(
-                (n_rh, n_cw, batch, n_k, n_kw, k, k, channels),
+            n_pix = batch * n_k * n_kw
+            taps = xl.as_strided(
+                (n_rows, n_cw, batch, n_k, n_kw, k, channels),
                 (wp * channels, channels, hp * wp * channels, sh.q * wp * channels,
-                 sw.q * channels, wp * channels, channels, 1),
+                 sw.q * channels, channels, 1),
                 xl.storage_offset() + k0 * sh.q * wp * channels,
-            )  # fmt: skip
-            y = torch.bmm(patches.reshape(n_rh * n_cw, batch * n_k * n_kw, n_in), kern)
+            ).contiguous()  # fmt: skip
+            y = None
+            for dy in range(k):
+                rows = taps[dy : dy + n_rh].view(n_rh * n_cw, n_pix, n_tap)  # a view: contiguous
+                y = torch.bmm(rows, kern[dy]) if y is None else torch.baddbmm(y, rows, kern[dy])
             y = y.view(n_rh, n_cw, batch, n_k, n_kw, a_max, b_max, n_out)
             padded[:, :, k0 : k0 + n_k] = y.permute(2, 7, 3, 0, 5, 4, 1, 6).reshape(
                 batch, n_out, n_k, n_rh * a_max, n_kw, n_cw * b_max

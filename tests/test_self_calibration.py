@@ -154,15 +154,19 @@ def test_the_viewer_fits_a_slices_gains_once_and_zooms_with_them(random_model, m
     volume = np.ascontiguousarray(np.moveaxis(macaque[:, 0].numpy(), 0, -1))
     body = gzip.compress(nib.Nifti1Image(volume, np.eye(4)).to_bytes())
     vol = c.post("/api/volumes?filename=macaque.nii.gz", content=body).json()
-    calls = []
-    fit = random_model.calibration_terms
+    calls, estimates = [], []
+    fit, estimate = random_model.calibration_terms, random_model.noise_estimator.forward
     random_model.calibration_terms = lambda *a, **k: calls.append(1) or fit(*a, **k)
+    random_model.noise_estimator.forward = lambda *a: estimates.append(a[0].shape) or estimate(*a)
     try:
         for scale in ("2.00", "3.00"):
             zoom = dict(volume=vol["id"], axis="axial", index=1, scale_h=scale, scale_w=scale)
             assert c.get("/api/zoom.bin", params=zoom).status_code == 200
     finally:
-        del random_model.calibration_terms
+        del random_model.calibration_terms, random_model.noise_estimator.forward
     ((key, (beyond, within)),) = [(k, g) for k, g in viewer.gains._cache.items()]
     assert len(calls) == 1  # fitted once; both zooms pass them on
+    # the slice's noise level: once for its features, once for the fit and both zooms, which
+    # share it (four estimates before they did)
+    assert len(estimates) == 2
     assert key[2] == 1 and 0.0 <= beyond <= 1.0 and within == 1.0  # k-space: beyond only

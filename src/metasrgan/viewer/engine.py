@@ -104,12 +104,23 @@ def extract_features(
 
 @torch.no_grad()
 def calibration_gains(
-    model: nn.Module, x: torch.Tensor, acquisition: str | None, thinned: tuple[bool, bool]
+    model: nn.Module,
+    x: torch.Tensor,
+    acquisition: str | None,
+    thinned: tuple[bool, bool],
+    noise: torch.Tensor | None = None,
 ) -> tuple[float, float]:
-    """A self-calibrated model's gains for the ``[1, 1, H, W]`` slice ``x`` (its own noise
-    level, as :func:`extract_features` uses)."""
-    beyond, within = model.calibration_gains(x, acquisition, thinned=thinned)[0].tolist()
+    """A self-calibrated model's gains for the ``[1, 1, H, W]`` slice ``x`` (at its own
+    noise level, as :func:`extract_features` uses: ``noise`` if already estimated)."""
+    beyond, within = model.calibration_gains(x, acquisition, noise, thinned=thinned)[0].tolist()
     return beyond, within
+
+
+@torch.no_grad()
+def noise_level(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The noise level a noise-aware model reads on the ``[1, 1, H, W]`` slice ``x`` (what
+    every zoom of the slice shares); None for other models."""
+    return model.noise_level(x) if getattr(model, "uses_noise", False) else None
 
 
 def _upscale_kwargs(model: nn.Module, acquisition: str | None) -> dict:
@@ -134,11 +145,15 @@ def upscale_from_features(
     scale: Scale2d,
     acquisition: str | None = None,
     gains: tuple[float, float] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The rest of :meth:`MetaSRGAN.forward` after the features, clamped to [0, 1]."""
+    """The rest of :meth:`MetaSRGAN.forward` after the features, clamped to [0, 1]
+    (``gains`` and ``noise``: the slice's, when already known)."""
     kwargs = _upscale_kwargs(model, acquisition)
     if gains is not None:
         kwargs["gains"] = gains
+    if noise is not None:
+        kwargs["noise"] = noise
     return model.upscale_features(x, feats, scale, **kwargs).clamp_(0.0, 1.0)
 
 
@@ -173,9 +188,11 @@ def zoom(
     features: torch.Tensor | None = None,
     acquisition: str | None = None,
     gains: tuple[float, float] | None = None,
+    noise: torch.Tensor | None = None,
 ) -> ZoomResult:
     """Zoom a slice already mapped to [0, 1], from cached ``features`` when given (and
-    the slice's cached calibration ``gains``, for self-calibrated models).
+    the slice's cached calibration ``gains`` and ``noise`` level, for the models that use
+    them: :func:`calibration_gains`, :func:`noise_level`).
 
     At scale 1 both images are the slice itself.  Models other than Meta-SRGAN go through
     :func:`metasrgan.inference.upscale_tensor` (no feature cache).
@@ -194,7 +211,7 @@ def zoom(
         if features is None:
             features = extract_features(model, x)
         t1 = time.perf_counter()
-        sr = upscale_from_features(model, x, features, scale, acquisition, gains)
+        sr = upscale_from_features(model, x, features, scale, acquisition, gains, noise)
     else:
         t1 = t0
         with torch.no_grad():

@@ -122,6 +122,7 @@ class Viewer:
         )
         self.results: LRUCache[CachedZoom] = LRUCache(64, 384 * 1024**2, lambda z: z.nbytes)
         self.gains: LRUCache[tuple] = LRUCache(4096, 4096, lambda g: 1)  # self-calibration's
+        self.noise: LRUCache[torch.Tensor | None] = LRUCache(4096, 4096, lambda n: 1)
         self.zoom_ahead = ZoomAhead(int(zoom_cache_mb * 1024**2)) if zoom_cache_mb > 0 else None
         self.model_key = (model_info.get("path"), model_info.get("name"), id(model))
         self.sequencer = RequestSequencer()
@@ -240,10 +241,19 @@ class Viewer:
         gains = self.gains.get(key)
         if gains is None:
             x = torch.from_numpy(volume.unit_slice(axis, index))[None, None]
+            noise = self.slice_noise(volume, axis, index)
             gains = engine.calibration_gains(self.model, x.to(_device(self.model)), acquisition,
-                                             thinned)  # fmt: skip
+                                             thinned, noise)  # fmt: skip
             self.gains.put(key, gains)
         return gains
+
+    def slice_noise(self, volume: Volume, axis: str, index: int) -> torch.Tensor | None:
+        """A noise-aware model's noise level of this slice (estimated once; else None)."""
+        key = (volume.id, axis, index)
+        if key not in self.noise:
+            x = torch.from_numpy(volume.unit_slice(axis, index))[None, None]
+            self.noise.put(key, engine.noise_level(self.model, x.to(_device(self.model))))
+        return self.noise.get(key)
 
     def _compute(self, req: ZoomRequest) -> CachedZoom:
         features, features_ms = None, 0.0
@@ -276,12 +286,11 @@ class Viewer:
         """The zoom from the slice's features: the one computation requests and the zoom
         look-ahead share, so a prefetched body is byte for byte the one a request makes."""
         unit = volume.unit_slice(axis, index)
-        gains = (
-            self.slice_gains(volume, axis, index, scale, acquisition)
-            if features is not None
-            else None
-        )
-        result = engine.zoom(self.model, unit, scale, features, acquisition, gains)
+        gains = noise = None
+        if features is not None:
+            gains = self.slice_gains(volume, axis, index, scale, acquisition)
+            noise = self.slice_noise(volume, axis, index)
+        result = engine.zoom(self.model, unit, scale, features, acquisition, gains, noise)
         if features_ms:
             result.features_cached = False
             result.features_ms = features_ms

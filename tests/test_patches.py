@@ -74,6 +74,29 @@ def test_batches_are_exact_crops_with_one_scale_and_matching_lr(images):
     assert _locate(first, [images[idx]])  # a crop (with flips/rotation), never resized
 
 
+def test_zoomed_patches_are_coarser_matrices_of_larger_crops(images):
+    """``zoom``: each HR patch is a crop twice its size truncated in k-space to the patch
+    (mirrored borders), under some flip or rotation; in [0, 1]; the LR follows from it."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from metasrgan.degradations import fourier_resize
+
+    sampler = PatchSampler(images, batch_size=3, patch_size=24, seed=5, scales=(2.0,),
+                           augment=Augment(zoom=(2.0, 2.0), zoom_p=1.0))  # fmt: skip
+    batch = sampler.batch(0)
+    hr = batch["hr"]
+    side = hr.shape[-1]
+    assert float(hr.min()) >= 0 and float(hr.max()) <= 1
+    for k, i in enumerate(sampler.image_indices(0)):
+        crops = torch.from_numpy(sliding_window_view(images[i], (2 * side, 2 * side)).copy())
+        coarse = fourier_resize(crops.flatten(0, 1), (side, side), "mirror").clamp(0, 1)
+        patch = hr[k, 0]
+        variants = [torch.rot90(p, r) for p in (patch, patch.flip(0)) for r in range(4)]
+        best = min(float((coarse - v).abs().amax(dim=(-2, -1)).min()) for v in variants)
+        assert best < 1e-5
+        assert not _locate(patch.numpy(), [images[i]])  # not a plain crop any more
+
+
 def test_seeded_resumable_and_different_per_seed(images):
     a = PatchSampler(images, batch_size=2, patch_size=40, seed=0)
     b = PatchSampler(images, batch_size=2, patch_size=40, seed=0)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from metasrgan.degradations import DegradationPlan, make_plan
+from metasrgan.degradations import DegradationPlan, fourier_resize, make_plan
 from metasrgan.scale import TRAINED_SCALES, AxisScale
 
 
@@ -47,12 +47,22 @@ def exact_patch_sizes(scale, patch_size: int = 96) -> tuple[int, int]:
 @dataclass
 class Augment:
     """Random flips / 90-degree rotations, and optional intensity changes (gamma, gain)
-    that make the model less tied to one scanner's contrast."""
+    that make the model less tied to one scanner's contrast.
+
+    ``zoom`` ``[low, high]`` (with probability ``zoom_p`` per patch): the patch is a coarser
+    acquisition of the same anatomy, a crop ``z`` times larger (``z`` log-uniform) truncated
+    in k-space to the patch size (mirrored borders): structures ``z`` times smaller in
+    pixels, sharp up to the new Nyquist, with the Gibbs ringing a scanner's matrix leaves.
+    Two adult templates at 1 mm show anatomy at one pixel scale; scans at 2-4 mm, small
+    brains and small matrices do not.
+    """
 
     flip: bool = True
     rot90: bool = True
     gamma: tuple[float, float] | None = None
     gain: tuple[float, float] | None = None
+    zoom: tuple[float, float] | None = None
+    zoom_p: float = 0.5
 
 
 class PatchSampler:
@@ -164,18 +174,24 @@ class PatchSampler:
     def _patch(
         self, image: torch.Tensor, shape: tuple[int, int], g: torch.Generator
     ) -> torch.Tensor:
-        """A random ``shape`` patch: a square of the longer side, flipped and rotated, then
-        its top-left ``shape`` (so rotations never change the patch's shape)."""
-        side = max(shape)
+        """A random ``shape`` patch: a square of the longer side (zoomed out, see
+        :class:`Augment`), flipped and rotated, then its top-left ``shape`` (so rotations
+        never change the patch's shape)."""
+        aug = self.augment
+        side = crop = max(shape)
+        if aug.zoom and torch.rand(1, generator=g) < aug.zoom_p:
+            lo, hi = np.log(aug.zoom[0]), np.log(aug.zoom[1])
+            crop = round(side * float(np.exp(lo + (hi - lo) * torch.rand(1, generator=g))))
         h, w = image.shape
-        if h < side or w < side:  # small images: zero padding (MRI background is zero)
-            pad = (0, max(0, side - w), 0, max(0, side - h))
+        if h < crop or w < crop:  # small images: zero padding (MRI background is zero)
+            pad = (0, max(0, crop - w), 0, max(0, crop - h))
             image = torch.nn.functional.pad(image, pad)
             h, w = image.shape
-        top = int(torch.randint(h - side + 1, (1,), generator=g))
-        left = int(torch.randint(w - side + 1, (1,), generator=g))
-        patch = image[top : top + side, left : left + side]
-        aug = self.augment
+        top = int(torch.randint(h - crop + 1, (1,), generator=g))
+        left = int(torch.randint(w - crop + 1, (1,), generator=g))
+        patch = image[top : top + crop, left : left + crop]
+        if crop != side:  # a coarser matrix of the same field of view
+            patch = fourier_resize(patch, (side, side), "mirror").clamp_(0.0, 1.0)
         if aug.flip and torch.rand(1, generator=g) < 0.5:
             patch = patch.flip(-1)
         if aug.flip and torch.rand(1, generator=g) < 0.5:

@@ -57,6 +57,8 @@ class AugmentConfig:
     rot90: bool = True
     gamma: tuple[float, float] | None = None
     gain: tuple[float, float] | None = None
+    zoom: tuple[float, float] | None = None
+    zoom_p: float = 0.5
 
 
 @dataclass
@@ -265,6 +267,10 @@ def _validate(cfg: TrainConfig) -> None:
             span = getattr(aug, name)
             if span is not None and not 0 < span[0] <= span[1]:
                 raise ConfigError(f"{key}.{name}: expected [low, high] with 0 < low <= high")
+        if aug.zoom is not None and not 1 <= aug.zoom[0] <= aug.zoom[1] <= 4:
+            raise ConfigError(f"{key}.zoom: expected [low, high] with 1 <= low <= high <= 4")
+        if not 0 <= aug.zoom_p <= 1:
+            raise ConfigError(f"{key}.zoom_p: a probability in [0, 1], got {aug.zoom_p}")
 
     _check_spec(cfg.model, "model")
     if cfg.discriminator is not None:

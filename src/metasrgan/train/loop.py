@@ -100,7 +100,7 @@ def stage_sampler(cfg: TrainConfig, index: int, images, dist: Dist | None = None
         scales=parse_scales(cfg.scales, as_float=True),
         patches_per_image=cfg.patches_per_image,
         degradation=stage.degradation or cfg.degradation,
-        augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain),
+        augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain, aug.zoom, aug.zoom_p),
         seed=cfg.seed + 1000 * index,
         rank=dist.rank,
         world_size=dist.world_size,

@@ -128,7 +128,7 @@ def _by_matrices(x: torch.Tensor, shape: tuple[int, int], boundary: str, window:
         y = axis_matrix(n_h, m_h, boundary, window, dtype, x.device) @ y
     if n_w != m_w or window != "none":
         y = y @ axis_matrix(n_w, m_w, boundary, window, dtype, x.device).T
-    return y.to(x.dtype)
+    return x.clone() if y is x else y.to(x.dtype)  # always a new tensor, as the FFTs give
 
 
 def fourier_resize(

@@ -166,7 +166,7 @@ def test_the_viewer_fits_a_slices_gains_once_and_zooms_with_them(random_model, m
         del random_model.calibration_terms, random_model.noise_estimator.forward
     ((key, (beyond, within)),) = [(k, g) for k, g in viewer.gains._cache.items()]
     assert len(calls) == 1  # fitted once; both zooms pass them on
-    # the slice's noise level: once for its features, once for the fit and both zooms, which
-    # share it (four estimates before they did)
-    assert len(estimates) == 2
+    # the slice's noise level: estimated once, shared by its features, the fit and both zooms
+    # (four estimates before they did)
+    assert len(estimates) == 1
     assert key[2] == 1 and 0.0 <= beyond <= 1.0 and within == 1.0  # k-space: beyond only

@@ -358,11 +358,11 @@ def test_a_request_superseded_during_its_features_stops_there(app, client, monke
     calls, entered, release = [], threading.Event(), threading.Event()
     original = engine.extract_features
 
-    def slow_features(model, x, cancelled=lambda: False):
+    def slow_features(model, x, cancelled=lambda: False, **kwargs):
         calls.append(1)
         entered.set()
         release.wait(20)
-        return original(model, x, cancelled)
+        return original(model, x, cancelled, **kwargs)
 
     monkeypatch.setattr(server.engine, "extract_features", slow_features)
     before = dict(viewer.counts)

@@ -215,7 +215,7 @@ class MetaSRGAN(nn.Module):
         if consistent or calibrated:
             # residual = g_beyond * (residual - band) + g_band * band, in two passes
             band = acquired_band(residual, tuple(x.shape[-2:]))
-            g_beyond = g_band = residual.new_ones(x.shape[0], 1, 1, 1)
+            g_beyond = g_band = 1.0
             if calibrated:
                 thinned = (out_shape[0] > x.shape[-2], out_shape[1] > x.shape[-1])
                 gains = self.calibration_gains(x, acquisition, noise, gains, thinned)
@@ -223,7 +223,8 @@ class MetaSRGAN(nn.Module):
                 g_beyond, g_band = gains[:, 0], gains[:, 1]
             if consistent:
                 g_band = 1 - self.band_trust(x, self.noise_level(x, noise))[:, None, None, None]
-            residual = torch.addcmul(g_beyond * residual, g_band - g_beyond, band)
+            scaled = residual if not calibrated else g_beyond * residual  # training: no pass
+            residual = torch.addcmul(scaled, g_band - g_beyond, band)
         return self.skip_image(x, tuple(out_shape), acquisition) + residual
 
     def calibration_gains(

@@ -75,17 +75,26 @@ def acquisitions_of(model: nn.Module) -> tuple[str, ...]:
 
 
 @torch.no_grad()
+def noise_level(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The noise level a noise-aware model reads on the ``[1, 1, H, W]`` slice ``x`` (what
+    its features and every zoom of it share); None for other models."""
+    return model.noise_level(x) if getattr(model, "uses_noise", False) else None
+
+
+@torch.no_grad()
 def extract_features(
     model: nn.Module,
     x: torch.Tensor,
     cancelled: Callable[[], bool] = lambda: False,
     band_rows: int = BAND_ROWS,
+    noise: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``[1, 1, H, W]`` in [0, 1] -> features, in bands of rows; :class:`Cancelled` between
-    bands once ``cancelled()`` is true."""
+    bands once ``cancelled()`` is true.  ``noise``: the slice's :func:`noise_level`, if
+    already estimated."""
     height = x.shape[-2]
     halo = receptive_radius(model)  # includes the Meta-Upscale's 1: one row to spare
-    noise = model.noise_level(x) if hasattr(model, "noise_level") else None
+    noise = noise_level(model, x) if noise is None else noise
     kwargs = {} if noise is None else {"noise": noise}  # the slice's, not each band's
     if height <= band_rows + 2 * halo:
         if cancelled():
@@ -114,13 +123,6 @@ def calibration_gains(
     noise level, as :func:`extract_features` uses: ``noise`` if already estimated)."""
     beyond, within = model.calibration_gains(x, acquisition, noise, thinned=thinned)[0].tolist()
     return beyond, within
-
-
-@torch.no_grad()
-def noise_level(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-    """The noise level a noise-aware model reads on the ``[1, 1, H, W]`` slice ``x`` (what
-    every zoom of the slice shares); None for other models."""
-    return model.noise_level(x) if getattr(model, "uses_noise", False) else None
 
 
 def _upscale_kwargs(model: nn.Module, acquisition: str | None) -> dict:

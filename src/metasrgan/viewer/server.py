@@ -227,7 +227,9 @@ class Viewer:
         features = self.features.get(key)
         if features is None:
             x = torch.from_numpy(volume.unit_slice(axis, index))[None, None]
-            features = engine.extract_features(self.model, x.to(_device(self.model)), cancelled)
+            noise = self.slice_noise(volume, axis, index)
+            features = engine.extract_features(self.model, x.to(_device(self.model)), cancelled,
+                                               noise=noise)  # fmt: skip
             self.features.put(key, features)
         return features
 

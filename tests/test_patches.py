@@ -97,6 +97,36 @@ def test_zoomed_patches_are_coarser_matrices_of_larger_crops(images):
         assert not _locate(patch.numpy(), [images[i]])  # not a plain crop any more
 
 
+def test_contrast_curves_remap_each_patch_by_one_piecewise_linear_curve(images):
+    """``contrast_p``: the same crops as without it, each through its own curve: background
+    stays 0, values in [0, 1], equal intensities stay equal, linear on each of the
+    ``CONTRAST_SEGMENTS`` segments, and some curves reverse the contrast (not monotone)."""
+    from metasrgan.data.patches import CONTRAST_SEGMENTS
+
+    def hr(augment):
+        sampler = PatchSampler(images, batch_size=6, patch_size=24, seed=2, scales=(2.0,),
+                               augment=augment)  # fmt: skip
+        return sampler.batch(0)["hr"].double().numpy()
+
+    plain = hr(Augment(False, False))
+    remapped = hr(Augment(False, False, contrast_p=1.0))
+    assert remapped.min() >= 0 and remapped.max() <= 1
+    assert (remapped[plain == 0] == 0).all()
+    reversed_somewhere = False
+    for x, y in zip(plain.reshape(6, -1), remapped.reshape(6, -1), strict=True):
+        assert not np.allclose(x, y)
+        for segment in range(CONTRAST_SEGMENTS):
+            inside = (x * CONTRAST_SEGMENTS >= segment) & (x * CONTRAST_SEGMENTS < segment + 1)
+            if inside.sum() > 2:
+                slope, offset = np.polyfit(x[inside], y[inside], 1)
+                np.testing.assert_allclose(slope * x[inside] + offset, y[inside], atol=1e-6)
+                reversed_somewhere |= slope < 0
+    assert reversed_somewhere
+    half = hr(Augment(False, False, contrast_p=0.5))
+    kept = [np.array_equal(a, b) for a, b in zip(plain, half, strict=True)]
+    assert 0 < sum(kept) < 6
+
+
 def test_seeded_resumable_and_different_per_seed(images):
     a = PatchSampler(images, batch_size=2, patch_size=40, seed=0)
     b = PatchSampler(images, batch_size=2, patch_size=40, seed=0)

@@ -84,6 +84,7 @@ def test_paper_config_has_the_papers_numbers():
         ({"augment": {"gamma": [1.5, 0.5]}}, "augment.gamma: expected [low, high]"),
         ({"augment": {"zoom": [0.5, 2.0]}}, "augment.zoom: expected [low, high] with 1"),
         ({"augment": {"zoom": [1.0, 2.0], "zoom_p": 2}}, "augment.zoom_p: a probability"),
+        ({"augment": {"contrast_p": -0.1}}, "augment.contrast_p: a probability"),
         (
             {
                 "stages": [

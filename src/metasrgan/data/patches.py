@@ -55,6 +55,13 @@ class Augment:
     pixels, sharp up to the new Nyquist, with the Gibbs ringing a scanner's matrix leaves.
     Two adult templates at 1 mm show anatomy at one pixel scale; scans at 2-4 mm, small
     brains and small matrices do not.
+
+    ``contrast_p``: the probability that a patch's intensities pass through a random
+    piecewise-linear curve (``CONTRAST_SEGMENTS`` equal segments, 0 kept at 0 so background
+    stays dark, knots uniform in [0, 1] then scaled so the highest is 1): tissues swap
+    brightness (T2-like inversions included), as SynthSeg and SynthSR randomise contrast.
+    Two T1 templates show one contrast; EPI, T2 and FLAIR scans do not.  Applied to the HR
+    before the degradation (and before ``gamma``/``gain``), so the pair stays consistent.
     """
 
     flip: bool = True
@@ -63,6 +70,26 @@ class Augment:
     gain: tuple[float, float] | None = None
     zoom: tuple[float, float] | None = None
     zoom_p: float = 0.5
+    contrast_p: float = 0.0
+
+
+CONTRAST_SEGMENTS = 4
+"""Segments of the random contrast curve: tissues (grey, white, CSF, fat) fall apart."""
+
+
+def random_contrast(hr: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """Each image of ``hr`` ``[N, 1, H, W]`` (in [0, 1]) through its own random curve with
+    probability ``p`` (see :class:`Augment`); the others unchanged."""
+    n, k = hr.shape[0], CONTRAST_SEGMENTS
+    picked = torch.rand(n, generator=g) < p
+    knots = torch.rand(n, k + 1, generator=g)
+    knots[:, 0] = 0.0
+    knots /= knots.amax(1, keepdim=True)
+    x = hr.clamp(0.0, 1.0).flatten(1) * k
+    segment = x.floor().clamp_(max=k - 1)
+    at = segment.long()
+    curve = torch.lerp(knots.gather(1, at), knots.gather(1, at + 1), x - segment)
+    return torch.where(picked.view(n, 1, 1, 1), curve.view_as(hr), hr)
 
 
 class PatchSampler:
@@ -181,7 +208,7 @@ class PatchSampler:
         side = crop = max(shape)
         if aug.zoom and torch.rand(1, generator=g) < aug.zoom_p:
             lo, hi = np.log(aug.zoom[0]), np.log(aug.zoom[1])
-            crop = round(side * float(np.exp(lo + (hi - lo) * torch.rand(1, generator=g))))
+            crop = round(side * float(np.exp(lo + (hi - lo) * float(torch.rand(1, generator=g)))))
         h, w = image.shape
         if h < crop or w < crop:  # small images: zero padding (MRI background is zero)
             pad = (0, max(0, crop - w), 0, max(0, crop - h))
@@ -203,6 +230,8 @@ class PatchSampler:
     def _intensity(self, hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         aug = self.augment
         n = hr.shape[0]
+        if aug.contrast_p:
+            hr = random_contrast(hr, aug.contrast_p, g)
         if aug.gamma:
             lo, hi = np.log(aug.gamma[0]), np.log(aug.gamma[1])
             gamma = torch.exp(lo + (hi - lo) * torch.rand(n, 1, 1, 1, generator=g))

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from metasrgan import yamlio
+from metasrgan.data.patches import Augment as AugmentConfig
 
 
 class ConfigError(ValueError):
@@ -49,16 +50,6 @@ class OptimConfig:
     lr_scales: dict[str, float] = field(default_factory=dict)
     """Generator parameters whose names start with a key learn at ``lr`` times its value
     (e.g. ``{noise_estimator: 10}``: a few new parameters, trained fast beside the rest)."""
-
-
-@dataclass
-class AugmentConfig:
-    flip: bool = True
-    rot90: bool = True
-    gamma: tuple[float, float] | None = None
-    gain: tuple[float, float] | None = None
-    zoom: tuple[float, float] | None = None
-    zoom_p: float = 0.5
 
 
 @dataclass
@@ -269,8 +260,9 @@ def _validate(cfg: TrainConfig) -> None:
                 raise ConfigError(f"{key}.{name}: expected [low, high] with 0 < low <= high")
         if aug.zoom is not None and not 1 <= aug.zoom[0] <= aug.zoom[1] <= 4:
             raise ConfigError(f"{key}.zoom: expected [low, high] with 1 <= low <= high <= 4")
-        if not 0 <= aug.zoom_p <= 1:
-            raise ConfigError(f"{key}.zoom_p: a probability in [0, 1], got {aug.zoom_p}")
+        for name in ("zoom_p", "contrast_p"):
+            if not 0 <= (p := getattr(aug, name)) <= 1:
+                raise ConfigError(f"{key}.{name}: a probability in [0, 1], got {p}")
 
     _check_spec(cfg.model, "model")
     if cfg.discriminator is not None:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from metasrgan.checkpoint import save_model
-from metasrgan.data.patches import Augment, PatchSampler, batch_loader
+from metasrgan.data.patches import PatchSampler, batch_loader
 from metasrgan.data.store import SliceStore
 from metasrgan.registry import make
 from metasrgan.scale import parse_scales
@@ -100,7 +100,7 @@ def stage_sampler(cfg: TrainConfig, index: int, images, dist: Dist | None = None
         scales=parse_scales(cfg.scales, as_float=True),
         patches_per_image=cfg.patches_per_image,
         degradation=stage.degradation or cfg.degradation,
-        augment=Augment(aug.flip, aug.rot90, aug.gamma, aug.gain, aug.zoom, aug.zoom_p),
+        augment=aug,
         seed=cfg.seed + 1000 * index,
         rank=dist.rank,
         world_size=dist.world_size,

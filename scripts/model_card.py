@@ -131,7 +131,18 @@ def bicubic_gain(table: list[dict], model: str, region: str = "crop") -> tuple[f
 
 
 def wall_time(run: Path) -> float:
-    """Seconds from the run's start (its config copy) to its last checkpoint."""
+    """Seconds the run trained: the span of each process's TensorBoard events, summed (a
+    resumed run has one event file per process, and the pause between them is not
+    training); without events, from its config copy to its last checkpoint."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    spans = []
+    for events in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
+        times = [e.wall_time for e in EventFileLoader(str(events)).Load()]
+        if times:
+            spans.append(max(times) - min(times))
+    if spans:
+        return sum(spans)
     start = (run / "config.yaml").stat().st_mtime
     end = (run / "checkpoints" / "last.safetensors").stat().st_mtime
     return end - start

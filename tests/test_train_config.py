@@ -67,6 +67,7 @@ def test_paper_config_has_the_papers_numbers():
         ({"log_every": -1}, "log_every: must be positive"),
         ({"warmup_l1_steps": -5}, "warmup_l1_steps: must be >= 0"),
         ({"optim": {"decay": 1.5}}, "optim.decay: must be in (0, 1]"),
+        ({"optim": {"ema": 1.0}}, "optim.ema: must be in [0, 1)"),
         ({"optim": {"betas": [0.9, 1.0]}}, "optim.betas: each must be in [0, 1)"),
         ({"loss": {"l1": -1.0}}, "loss.l1: must be >= 0"),
         ({"loss": {"noise_level": -1.0}}, "loss.noise_level: must be >= 0"),

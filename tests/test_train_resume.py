@@ -51,7 +51,7 @@ def tiny_config(tmp_path: Path) -> Path:
         "model": {"name": "meta-srgan", "args": {"features": 8, "blocks": 1}},
         "discriminator": {"name": "discriminator", "args": {"widths": [8, 8, 16, 16]}},
         "loss": {"l1": 1.0, "adversarial": 0.01, "perceptual": 0.0},
-        "optim": {"lr": 1e-3, "d_lr": 1e-3, "decay": 0.5, "decay_every": 3},
+        "optim": {"lr": 1e-3, "d_lr": 1e-3, "decay": 0.5, "decay_every": 3, "ema": 0.5},
         "batch_size": 2,
         "patch_size": 24,
         "patches_per_image": 2,
@@ -130,6 +130,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeyp
     assert a.keys() == b.keys()
     assert any(k.startswith("discriminator.") for k in a)
     assert any(k.startswith("opt_d.") for k in a)
+    assert any(k.startswith("ema.") for k in a)  # the weight average resumes too
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"the resumed run differs in {different[:5]}"
     meta = json.loads((resumed / "state" / "state.json").read_text())
@@ -151,6 +152,9 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, monkeyp
     g_a = load_file(str(runs / "straight/checkpoints/last.safetensors"))
     g_b = load_file(str(resumed / "checkpoints/last.safetensors"))
     assert all(torch.equal(g_a[k], g_b[k]) for k in g_a)
+    # the saved model is the weight average, not the last update's weights
+    assert all(torch.equal(g_a[k], a[f"ema.module.{k}"]) for k in g_a)
+    assert not all(torch.equal(g_a[k], a[f"generator.{k}"]) for k in g_a)
     # the stage's shared slice file is removed when a stage ends or is interrupted, and a file
     # left by a killed process is never read (each process group names its own) but cleared
     assert not (resumed / "slices").exists()

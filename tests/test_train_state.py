@@ -116,3 +116,38 @@ def test_a_state_from_another_model_names_the_tensor_before_restoring(tmp_path):
     no_rng = {k: v for k, v in tensors.items() if k != "rng.torch"}
     with pytest.raises(CheckpointError, match="no valid rng.torch"):
         _restore_into(no_rng, meta)
+
+
+def test_the_weight_average_follows_its_formula_and_refuses_another_models_tensors(tmp_path):
+    from metasrgan.checkpoint import CheckpointError
+    from metasrgan.train.average import WeightAverage
+
+    torch.manual_seed(0)
+    g = make({"name": "meta-srgan", "args": {"features": 4, "blocks": 1}})
+    average = WeightAverage(g, 0.9)
+    expected = None
+    for _ in range(3):
+        with torch.no_grad():
+            for p in g.parameters():
+                p.add_(torch.randn_like(p))
+        average.update(g)
+        now = {k: v.clone() for k, v in g.named_parameters()}
+        # the first update copies the weights, each next one moves 10% of the way to them
+        expected = now if expected is None else {k: 0.9 * expected[k] + 0.1 * now[k] for k in now}
+    got = dict(average.model.named_parameters())
+    assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in expected)
+
+    restored = WeightAverage(
+        make({"name": "meta-srgan", "args": {"features": 4, "blocks": 1}}), 0.9
+    )
+    assert restored.restore(average.state_tensors(), "state") is True
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            restored.model.state_dict().values(), average.model.state_dict().values(), strict=True
+        )
+    )
+    assert restored.restore({"generator.x": torch.zeros(1)}, "state") is False  # none saved
+    other = WeightAverage(make({"name": "meta-srgan", "args": {"features": 8, "blocks": 1}}), 0.9)
+    with pytest.raises(CheckpointError, match="state: .*ema"):
+        other.restore(average.state_tensors(), "state")

@@ -50,6 +50,9 @@ class OptimConfig:
     lr_scales: dict[str, float] = field(default_factory=dict)
     """Generator parameters whose names start with a key learn at ``lr`` times its value
     (e.g. ``{noise_estimator: 10}``: a few new parameters, trained fast beside the rest)."""
+    ema: float = 0.0
+    """Decay of a moving average of the generator's weights (e.g. 0.999, about the last
+    1,000 updates), which is then what is validated and saved; 0 is off."""
 
 
 @dataclass
@@ -278,6 +281,8 @@ def _validate(cfg: TrainConfig) -> None:
     for prefix, factor in cfg.optim.lr_scales.items():
         if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor <= 0:
             raise ConfigError(f"optim.lr_scales.{prefix}: must be > 0, got {factor!r}")
+    if not 0 <= cfg.optim.ema < 1:
+        raise ConfigError(f"optim.ema: must be in [0, 1) (0 is off), got {cfg.optim.ema}")
     if not 0 < cfg.optim.decay <= 1:
         raise ConfigError(f"optim.decay: must be in (0, 1], got {cfg.optim.decay}")
     if not all(0 <= b < 1 for b in cfg.optim.betas):

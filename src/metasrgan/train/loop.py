@@ -30,6 +30,7 @@ from metasrgan.data.patches import PatchSampler, batch_loader
 from metasrgan.data.store import SliceStore
 from metasrgan.registry import make
 from metasrgan.scale import parse_scales
+from metasrgan.train.average import WeightAverage
 from metasrgan.train.config import (
     LossConfig,
     StageConfig,
@@ -160,6 +161,7 @@ class Trainer:
             self.resume_meta, self.resume_tensors = read_state(run_dir / "state")
             restore_models(self.resume_tensors, self.generator, self.discriminator)
             self.step = int(self.resume_meta["step"])
+        self.average = self._weight_average()
         self.g = self._wrap(self.generator)
         self.d = self._wrap(self.discriminator) if self.discriminator is not None else None
         # on resume, TensorBoard drops what the interrupted process logged after the state
@@ -182,6 +184,26 @@ class Trainer:
         vgg = make({"name": "vgg19-features"})
         vgg.load_pretrained(wanted[0].vgg19, download=wanted[0].vgg19_download)
         return vgg.to(self.device).eval()
+
+    def _weight_average(self) -> WeightAverage | None:
+        """The generator's weight average (``optim.ema`` > 0; rank 0, which alone validates
+        and saves), restored on resume; a state saved without one starts it afresh."""
+        decay = self.cfg.optim.ema
+        if not decay or not self.dist.main:
+            return None
+        average = WeightAverage(self.generator, decay)
+        tensors = self.resume_tensors
+        where = str(getattr(tensors, "path", "the training state"))
+        if tensors is not None and not average.restore(tensors, where):
+            log.info(
+                "note: the resumed state has no weight average; it starts now (step %d)", self.step
+            )
+        return average
+
+    @property
+    def served(self) -> nn.Module:
+        """The network that is validated and saved: the weight average if there is one."""
+        return self.average.model if self.average is not None else self.generator
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.world_size <= 1:
@@ -242,7 +264,7 @@ class Trainer:
                     store.path.parent.rmdir()
         if self.dist.main:
             path = self.run_dir / "checkpoints" / f"stage-{run.stage.name}.safetensors"
-            save_model(self.generator, path, extra=self._model_extra())
+            save_model(self.served, path, extra=self._model_extra())
 
     def _stage_setup(self, index: int, stage_start: int) -> StageRun:
         """Fresh Adam optimizers and StepLR schedules for stage ``index``."""
@@ -335,6 +357,8 @@ class Trainer:
             use, self.vgg, self._autocast(),
         )  # fmt: skip
         run.sched_g.step()
+        if self.average is not None:
+            self.average.update(self.generator)
         if run.sched_d is not None and gan:
             run.sched_d.step()
         self.step += 1
@@ -392,19 +416,20 @@ class Trainer:
         averaged over every validation degradation and scale."""
         if not self.dist.main:
             return {}
-        self.generator.eval()
-        results = self.validator.scores(self.generator)
+        served, was_training = self.served, self.served.training
+        served.eval()
+        results = self.validator.scores(served)
         if not results:
-            self.generator.train()
+            served.train(was_training)
             return {}
         self._log(results, self.step)
         self.write_samples()
-        self.generator.train()
+        served.train(was_training)
         gain = results["val/psnr_gain_mean"]
         if gain > self.best_gain:
             self.best_gain = gain
             save_model(
-                self.generator, self.run_dir / "checkpoints" / "best.safetensors",
+                served, self.run_dir / "checkpoints" / "best.safetensors",
                 extra={**self._model_extra(), "val": results},
             )  # fmt: skip
         return results
@@ -413,20 +438,21 @@ class Trainer:
         """A bicubic | generator | HR panel of the first validation image to TensorBoard."""
         if self.writer is None:
             return
-        was_training = self.generator.training
-        self.generator.eval()
-        panel = self.validator.panel(self.generator)
+        served = self.served
+        was_training = served.training
+        served.eval()
+        panel = self.validator.panel(served)
         if panel is not None:
             self.writer.add_image(*panel, self.step)
-        self.generator.train(was_training)
+        served.train(was_training)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self, run: StageRun) -> None:
-        """``last.safetensors`` and the full training state (rank 0)."""
+        """``last.safetensors`` (the served network) and the full training state (rank 0)."""
         if not self.dist.main:
             return
         save_model(
-            self.generator, self.run_dir / "checkpoints" / "last.safetensors",
+            self.served, self.run_dir / "checkpoints" / "last.safetensors",
             extra=self._model_extra(),
         )  # fmt: skip
         save_state(
@@ -434,6 +460,7 @@ class Trainer:
             generator=self.generator, discriminator=self.discriminator,
             opt_g=run.opt_g, opt_d=run.opt_d, sched_g=run.sched_g, sched_d=run.sched_d,
             extra={"best_gain": self.best_gain if math.isfinite(self.best_gain) else None},
+            extra_tensors=self.average.state_tensors() if self.average is not None else None,
         )  # fmt: skip
         if self.writer is not None:
             self.writer.flush()

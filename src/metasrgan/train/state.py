@@ -1,10 +1,11 @@
 """Resumable training state without pickle: tensors in safetensors, the rest in JSON.
 
-``state.safetensors`` holds the generator, discriminator, both optimizers' tensors and the
-RNG states; ``state.json`` the step, stage, schedulers, optimizer hyper-parameters.  The
-pair is written into ``state.tmp/`` and swapped in by renaming folders, so a crash at any
-moment leaves one complete pair (``state/``, or ``state.old/`` between the two renames,
-which :func:`read_state` falls back to); the step is stored in both files and checked.
+``state.safetensors`` holds the generator, discriminator, both optimizers' tensors, the
+RNG states and the generator's weight average if any; ``state.json`` the step, stage,
+schedulers, optimizer hyper-parameters.  The pair is written into ``state.tmp/`` and
+swapped in by renaming folders, so a crash at any moment leaves one complete pair
+(``state/``, or ``state.old/`` between the two renames, which :func:`read_state` falls
+back to); the step is stored in both files and checked.
 
 Reading checks before anything is restored: both files parse (a pickle or garbage is
 refused, never unpickled), and every tensor's name and shape matches the models and
@@ -69,6 +70,7 @@ def save_state(
     sched_g: Any,
     sched_d: Any | None,
     extra: dict[str, Any] | None = None,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> None:
     from safetensors.torch import save_file
 
@@ -85,6 +87,7 @@ def save_state(
         _split_optimizer(opt_d, "opt_d", tensors, meta)
         meta["sched_d"] = sched_d.state_dict()
     tensors["rng.torch"] = torch.get_rng_state()
+    tensors.update(extra_tensors or {})  # e.g. the weight average's (metasrgan.train.average)
     tmp, old = _sibling(directory, "tmp"), _sibling(directory, "old")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

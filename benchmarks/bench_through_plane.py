@@ -124,13 +124,14 @@ def run_bspline(lr: np.ndarray, axis: int, n: int) -> np.ndarray:
     return np.moveaxis(y.reshape(*lead, n, moved.shape[-1]), -2, axis)
 
 
-def run_metasrgan(model, lr: np.ndarray, lr_affine: np.ndarray, spacing, acquisition: str):
+def run_metasrgan(model, lr: np.ndarray, lr_affine: np.ndarray, spacing, acquisition: str,
+                  adapt: int = 0):  # fmt: skip
     import nibabel as nib
 
     from metasrgan.api import upscale
 
     out = upscale(nib.Nifti1Image(lr, lr_affine), spacing=spacing, model=model,
-                  acquisition=acquisition)  # fmt: skip
+                  acquisition=acquisition, adapt=adapt)  # fmt: skip
     return np.asarray(out.dataobj, dtype=np.float32), out.affine
 
 
@@ -191,7 +192,9 @@ def score(sr: np.ndarray, hr: np.ndarray, mask: np.ndarray, top: float, axis: in
 # ---------------------------------------------------------------------------- report
 def markdown(rows: list[Row]) -> str:
     by = {(r.factor, r.method): r for r in rows}
-    methods = [m for m in ("B-spline", "metasrgan", "ECLARE") if any(r.method == m for r in rows)]
+    adapted = sorted({r.method for r in rows if r.method.startswith("metasrgan --adapt")})
+    methods = [m for m in ("B-spline", "metasrgan", *adapted, "ECLARE")
+               if any(r.method == m for r in rows)]  # fmt: skip
     head = "| factor | " + " | ".join(f"{m} PSNR / SSIM" for m in methods)
     head += " | metasrgan - B-spline | metasrgan - ECLARE | seconds (" + ", ".join(methods) + ") |"
     lines = [head, "|" + "---|" * (len(methods) + 4)]
@@ -223,6 +226,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--factors", type=int, nargs="+", default=[2, 3, 4, 5, 6])
     p.add_argument("--model", default="shipped", help="metasrgan model file or 'shipped'")
     p.add_argument("--acquisition", default="auto", help="metasrgan --acquisition (auto)")
+    p.add_argument(
+        "--adapt",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also rows of metasrgan adapted to each LR volume for these updates",
+    )
     p.add_argument(
         "--eclare-python",
         type=Path,
@@ -286,6 +296,11 @@ def main(argv=None) -> int:
         if not np.allclose(out_affine, affine, atol=1e-4):
             raise RuntimeError(f"metasrgan's output does not overlay the reference at x{f}")
         rows.append(Row(f, "metasrgan", *score(out, hr, mask, top, args.axis), seconds))
+        for steps in args.adapt:
+            start = time.perf_counter()
+            out, _ = run_metasrgan(model, lr, lr_affine, spacing, args.acquisition, steps)
+            rows.append(Row(f, f"metasrgan --adapt {steps}", *score(out, hr, mask, top, args.axis),
+                            time.perf_counter() - start))  # fmt: skip
         if eclare_ok and f in eclare_factors:
             import nibabel as nib
 
@@ -295,7 +310,7 @@ def main(argv=None) -> int:
                 note = (note + "; " if note else "") + "affine differs from the reference's"
             out = np.asarray(img.dataobj, dtype=np.float32)
             rows.append(Row(f, "ECLARE", *score(out, hr, mask, top, args.axis), seconds, note))
-        for r in rows[-3:]:
+        for r in rows:
             if r.factor == f:
                 print(f"x{f} {r.method:10s} PSNR {r.psnr:6.2f}  SSIM {r.ssim:.4f}  "
                       f"{r.seconds:7.1f} s {r.note}", file=sys.stderr, flush=True)  # fmt: skip

@@ -219,9 +219,11 @@ def super_resolution_record(
     in_zooms: Sequence[float] | None = None,
     out_zooms: Sequence[float] | None = None,
     dtype: str = "float32",
+    adapt: int = 0,
 ) -> dict:
     """What was done to one image: tool, model, exact factors per voxel axis (``"7/3"``),
-    grids before and after."""
+    grids before and after, and the updates of adaptation to the image (the model's file
+    alone then does not reproduce the output)."""
     from fractions import Fraction
 
     from metasrgan import __version__
@@ -238,6 +240,8 @@ def super_resolution_record(
         record["InputVoxelSize"] = [round(float(z), 6) for z in in_zooms]
         record["OutputVoxelSize"] = [round(float(z), 6) for z in out_zooms]
     record["OutputDataType"] = dtype
+    if adapt:
+        record["AdaptationUpdates"] = int(adapt)
     return record
 
 

@@ -170,6 +170,8 @@ def run_plan(
     data = np.asarray(data, dtype=np.float32)
     if tuple(data.shape) != plan.in_shape:
         raise ValueError(f"the data have shape {data.shape}, the plan {plan.in_shape}")
+    if request.adapt:
+        model = adapted(model, data, plan, request, progress)
     if plan.is_volume:
         return upscale_volume(model, data, affine, plan.volume, request.batch, progress,
                               request.acquisition)  # fmt: skip
@@ -179,6 +181,29 @@ def run_plan(
     if affine is None:
         return out, None
     return out, scaled_affine(affine, tuple(float(f) for f in plan.factors[:2]) + (1.0,))
+
+
+def adapted(
+    model: nn.Module, data: np.ndarray, plan: UpscalePlan, request: Request, progress: bool
+) -> nn.Module:
+    """``model`` fine-tuned for ``request.adapt`` updates on pairs made from ``data`` for
+    the passes of ``plan`` (:mod:`metasrgan.adapt`), in the intensities the passes use."""
+    from metasrgan.adapt import AdaptOptions, adapt_model, tasks_for
+    from metasrgan.geometry import stack_of_slices
+    from metasrgan.intensity import IntensityMap
+    from metasrgan.volume import volume_passes
+
+    if plan.is_volume:
+        passes = [(pair, through) for _, pair, through in volume_passes(plan.volume)]
+        slices = stack_of_slices(data, plan.volume.through)  # the two fine axes
+    else:
+        scale = plan.scale2d
+        passes = [((Fraction(scale.h.p, scale.h.q), Fraction(scale.w.p, scale.w.q)), False)]
+        flat = [n for n in data.shape if n != 1] if data.ndim == 3 else list(data.shape)
+        slices = data.reshape(1, *flat)
+    unit = IntensityMap.fit(data).apply(slices)
+    tasks = tasks_for(passes, model, request.acquisition)
+    return adapt_model(model, unit, tasks, AdaptOptions(steps=request.adapt), progress)
 
 
 def upscale(
@@ -194,6 +219,7 @@ def upscale(
     batch: int | None = None,
     max_voxels: int | None = None,
     progress: bool = False,
+    adapt: int = 0,
 ):
     """Super-resolve an image, a volume or a batch of tensors.
 
@@ -218,12 +244,15 @@ def upscale(
             a quarter of the available memory, see :func:`metasrgan.volume.slice_batch`).
         max_voxels: refuse outputs larger than this (default
             :data:`~metasrgan.api.options.DEFAULT_MAX_VOXELS`).
+        adapt: first fine-tune a copy of the model for this many updates on pairs made
+            from the input itself (:mod:`metasrgan.adapt`; 200 is a good start; numpy and
+            nibabel inputs); 0 uses the model as it is.
 
     Exactly one of ``scale``, ``size`` and ``spacing`` is given.  Runs under
     ``torch.inference_mode()``; raises :class:`UsageError` for requests that do not fit the
     input, before any work.
     """
-    request = Request.of(scale, size, spacing, axes, acquisition, batch, max_voxels)
+    request = Request.of(scale, size, spacing, axes, acquisition, batch, max_voxels, adapt)
     if isinstance(x, torch.Tensor):
         return _upscale_tensor(_as_model(model), x, request)
     if _is_nibabel(x):

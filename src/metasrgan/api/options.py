@@ -25,6 +25,7 @@ BYTES_PER_OUTPUT_VOXEL = 12
 """Peak memory per output voxel: the float32 output, the file's bytes and its compressed copy."""
 
 MAX_BATCH = 4096
+MAX_ADAPT_STEPS = 100_000
 VOLUME_SUFFIXES = (".nii.gz", ".nii")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy", ".nii.gz", ".nii")
 
@@ -46,6 +47,8 @@ class Request:
         acquisition: one of :data:`ACQUISITIONS`.
         batch: the most slices per forward pass (volumes); None: as many as memory allows.
         max_voxels: refuse outputs with more voxels than this.
+        adapt: updates of self-supervised adaptation to the input before upscaling
+            (:mod:`metasrgan.adapt`); 0: the model as it is.
     """
 
     scale: Fraction | tuple[Fraction, Fraction] | None = None
@@ -55,6 +58,7 @@ class Request:
     acquisition: str = "auto"
     batch: int | None = None
     max_voxels: int = DEFAULT_MAX_VOXELS
+    adapt: int = 0
 
     @classmethod
     def of(
@@ -66,6 +70,7 @@ class Request:
         acquisition: str | None = "auto",
         batch: int | None = None,
         max_voxels: int | None = None,
+        adapt: int = 0,
     ) -> Request:
         """Parse and check user values (strings as typed on the command line, or numbers)."""
         given = [name for name, v in (("scale", scale), ("size", size), ("spacing", spacing))
@@ -85,6 +90,7 @@ class Request:
             max_voxels=check_int(
                 "--max-voxels", DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, low=1
             ),
+            adapt=check_int("--adapt", adapt, low=0, high=MAX_ADAPT_STEPS),
         )
 
 

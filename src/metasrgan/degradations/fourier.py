@@ -114,10 +114,13 @@ def axis_matrix(
     n: int, m: int, boundary: str, window: str, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """``[m, n]``: the real matrix of resampling one axis from ``n`` to ``m`` samples (the
-    FFT resampling applied to the identity, so both paths are one definition)."""
-    eye = torch.eye(n, dtype=torch.complex128)
-    matrix = _resize_axis(eye, m, -1, boundary, window).real.T
-    return matrix.to(dtype=dtype, device=device).contiguous()
+    FFT resampling applied to the identity, so both paths are one definition).  Made
+    outside inference mode, so a matrix cached by an inference call can be used where
+    autograd needs it later (adaptation, training in the same process)."""
+    with torch.inference_mode(False):
+        eye = torch.eye(n, dtype=torch.complex128)
+        matrix = _resize_axis(eye, m, -1, boundary, window).real.T
+        return matrix.to(dtype=dtype, device=device).contiguous()
 
 
 def _by_matrices(x: torch.Tensor, shape: tuple[int, int], boundary: str, window: str):

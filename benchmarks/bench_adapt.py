@@ -53,15 +53,18 @@ def kspace_lr(hr: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     return ref, np.ascontiguousarray(np.moveaxis(low.float().numpy(), 0, 2))
 
 
+CLASSICAL = ("sinc", "bspline")
+"""The baselines (:data:`metasrgan.interpolation.INTERPOLATORS`): the best two here."""
+
+
 def classical(lr: np.ndarray, shape: tuple[int, int], method: str) -> np.ndarray:
+    """Each axial slice of ``lr`` to ``shape`` by ``metasrgan.interpolation``'s ``method``."""
     import torch
 
-    from metasrgan.degradations import fourier_resize
-    from metasrgan.interpolation import bspline
+    from metasrgan.interpolation import interpolate
 
-    x = torch.from_numpy(np.moveaxis(lr, 2, 0)).double()
-    y = fourier_resize(x, shape, "periodic") if method == "sinc" else bspline(x[:, None], shape)
-    return np.moveaxis(y.reshape(-1, *shape).float().numpy(), 0, 2)
+    x = torch.from_numpy(np.moveaxis(lr, 2, 0)).double()[:, None]
+    return np.moveaxis(interpolate(x, shape, method)[:, 0].float().numpy(), 0, 2)
 
 
 def score(out: np.ndarray, ref: np.ndarray, top: float) -> tuple[float, float]:
@@ -86,6 +89,7 @@ def main(argv=None) -> int:
     import torch
 
     from metasrgan.api import load_model, upscale
+    from metasrgan.interpolation import TITLES
 
     torch.set_num_threads(args.threads)
     model = load_model(None if args.model == "shipped" else args.model, device="cpu")
@@ -96,15 +100,15 @@ def main(argv=None) -> int:
         for s in args.scales:
             ref, lr = kspace_lr(hr, s)
             shape = ref.shape[:2]
-            runs = [("zero-filled sinc", 0), ("cubic B-spline", 0), ("metasrgan", 0)]
+            runs = [(TITLES[m], m) for m in CLASSICAL] + [("metasrgan", 0)]
             runs += [(f"metasrgan --adapt {n}", n) for n in args.adapt]
-            for method, steps in runs:
+            for method, how in runs:
                 start = time.perf_counter()
-                if method.startswith("metasrgan"):
+                if isinstance(how, int):  # updates of adaptation
                     out, _ = upscale(lr, scale=s, model=model, affine=affine,
-                                     acquisition="kspace", adapt=steps)  # fmt: skip
+                                     acquisition="kspace", adapt=how)  # fmt: skip
                 else:
-                    out = classical(lr, shape, "sinc" if "sinc" in method else "bspline")
+                    out = classical(lr, shape, how)
                 seconds = time.perf_counter() - start
                 psnr, ssim = score(out, ref, top)
                 rows.append((name, s, method, psnr, ssim, seconds))
@@ -113,7 +117,7 @@ def main(argv=None) -> int:
     print("| volume | scale | method | PSNR / SSIM | - sinc | seconds |")
     print("|---|---:|---|---|---|---:|")
     for name, s, method, psnr, ssim, seconds in rows:
-        base = next(r for r in rows if r[:2] == (name, s) and r[2] == "zero-filled sinc")
+        base = next(r for r in rows if r[:2] == (name, s) and r[2] == TITLES["sinc"])
         print(f"| {name} | x{s:g} | {method} | {psnr:.2f} / {ssim:.4f} | "
               f"{psnr - base[3]:+.2f} dB / {ssim - base[4]:+.4f} | {seconds:.1f} |")  # fmt: skip
     if args.csv:

@@ -133,9 +133,10 @@ def adapt_model(
     tasks = [t for t in tasks if _fits(t, _sides(t, images.shape[1:], options.patch))]
     if not tasks:
         return model
-    weights = (images > FOREGROUND).float().mean((1, 2)).cpu().double().numpy() + 1e-3
+    shown = (images > FOREGROUND).float().mean((1, 2)).cpu().double().numpy()
+    weights = shown + 1e-3  # empty slices may still be drawn, rarely
     held = np.zeros(len(weights), dtype=bool)
-    anatomy = np.flatnonzero(weights > 0.01 + 1e-3)
+    anatomy = np.flatnonzero(shown > 0.01)
     if len(anatomy) >= 5:
         held[anatomy[2::5]] = True
     chains = {t.degradation: make_chain(t.degradation) for t in tasks}

@@ -175,12 +175,18 @@ def run_plan(
     if plan.is_volume:
         return upscale_volume(model, data, affine, plan.volume, request.batch, progress,
                               request.acquisition)  # fmt: skip
-    flat = data.reshape([n for n in data.shape if n != 1] if data.ndim == 3 else data.shape)
-    out = upscale_image(model, flat, plan.scale2d, plan.size, acquisition=request.acquisition)
+    out = upscale_image(
+        model, _image_2d(data), plan.scale2d, plan.size, acquisition=request.acquisition
+    )
     out = out.reshape(plan.out_shape)
     if affine is None:
         return out, None
     return out, scaled_affine(affine, tuple(float(f) for f in plan.factors[:2]) + (1.0,))
+
+
+def _image_2d(data: np.ndarray) -> np.ndarray:
+    """A 2D plan's image: a 3D input's one-voxel axis dropped."""
+    return data.reshape([n for n in data.shape if n != 1] if data.ndim == 3 else data.shape)
 
 
 def adapted(
@@ -199,8 +205,7 @@ def adapted(
     else:
         scale = plan.scale2d
         passes = [((Fraction(scale.h.p, scale.h.q), Fraction(scale.w.p, scale.w.q)), False)]
-        flat = [n for n in data.shape if n != 1] if data.ndim == 3 else list(data.shape)
-        slices = data.reshape(1, *flat)
+        slices = _image_2d(data)[None]
     unit = IntensityMap.fit(data).apply(slices)
     tasks = tasks_for(passes, model, request.acquisition)
     return adapt_model(model, unit, tasks, AdaptOptions(steps=request.adapt), progress)

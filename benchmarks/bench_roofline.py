@@ -1,7 +1,7 @@
 """Generator, upscaler and training step against the convolution roofline; FLOPs per pixel.
 
 Run: ``python -m benchmarks.bench_roofline [--threads 2] [--repeats 3] [--parts 1 2 3 4]
-[--train-steps 6] [--json FILE]``.
+[--train-steps 6] [--allocator keep|default] [--json FILE]``.
 
 1. FLOPs per pixel of every network (counted on the operations the code runs:
    ``torch.utils.flop_counter``; 2 FLOPs per multiply-add).
@@ -31,7 +31,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.roofline import conv_rate, count_flops, ratio
+from benchmarks.roofline import (
+    add_allocator_argument,
+    conv_rate,
+    count_flops,
+    ratio,
+    use_allocator,
+)
 
 SHIPPED_ARGS = {
     "skip": "acquisition",
@@ -185,15 +191,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--train-steps", type=int, default=6)
     parser.add_argument("--json", help="also write the results to this file")
+    add_allocator_argument(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    allocator = use_allocator(args.allocator)
     before = conv_rate()
     rate = before["gflops_best"]
     print(
         f"torch {torch.__version__}, {args.threads} threads, CPU; roofline: 64->64 3x3 conv "
-        f"on 240x240 {rate:.1f} GFLOP/s (best of 7; median {before['gflops_median']:.1f})"
+        f"on 240x240 {rate:.1f} GFLOP/s (best of 7; median {before['gflops_median']:.1f}); "
+        f"allocator: {allocator}"
     )
-    results: dict = {"threads": args.threads, "roofline_before": before}
+    results: dict = {"threads": args.threads, "roofline_before": before, "allocator": allocator}
     if 1 in args.parts:
         results["flops"] = part_flops()
     if 2 in args.parts:

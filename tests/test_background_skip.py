@@ -136,12 +136,12 @@ def test_slice_batch_follows_the_available_memory(monkeypatch, models):
     from metasrgan import volume
 
     model = models["paper"]
-    monkeypatch.setattr(volume, "available_memory", lambda device: 200 << 20)
-    small = slice_batch(model, (240, 240), (480, 480))
+    monkeypatch.setattr(volume, "available_memory", lambda device: 16 << 20)
+    small = slice_batch(model, (96, 96), (192, 192))
     monkeypatch.setattr(volume, "available_memory", lambda device: 64 << 30)
-    large = slice_batch(model, (240, 240), (480, 480))
+    large = slice_batch(model, (96, 96), (192, 192))
     assert small == 1 and 1 < large <= volume.MAX_AUTO_BATCH
-    assert slice_batch(model, (240, 240), (480, 480), limit=3) == min(3, large)
+    assert slice_batch(model, (96, 96), (192, 192), limit=3) == min(3, large)
     # the batch's working memory stays within the cap whatever the slice size
     for side in (64, 240, 512):
         n = slice_batch(model, (side, side), (2 * side, 2 * side))

@@ -142,7 +142,7 @@ def _main(argv: list[str] | None) -> int:
     logs.add_arguments(parser)  # -v/-q on every command
     args = parser.parse_args(argv[1:])
     logs.setup(args)
-    keep_freed_memory()  # 25-40% of a volume's time was page faults (metasrgan.allocator)
+    keep_freed_memory()  # page faults cost volumes 20-30% (metasrgan.allocator)
     try:
         return int(module.run(args) or 0)
     except (ValueError, OSError, KeyError) as err:

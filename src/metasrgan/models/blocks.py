@@ -23,8 +23,8 @@ class FreshPReLU(nn.PReLU):
     gradients (CPU inference, one shared slope: ``leaky_relu_`` is the same function).
 
     On a 240x240x64 map (2 threads) the in-place form took 0.46 ms against 0.76 ms for
-    ``nn.PReLU``, which also allocates a new map. Training and GPUs keep ``nn.PReLU``. The state dict is ``nn.PReLU``'s, so checkpoints load either
-    way."""
+    ``nn.PReLU``, which also allocates a new map. Training and GPUs keep ``nn.PReLU``.
+    The state dict is ``nn.PReLU``'s, so checkpoints load either way."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() and x.device.type == "cpu" and self.num_parameters == 1:

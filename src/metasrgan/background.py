@@ -128,8 +128,8 @@ class _Walk:
         for block in net.body:
             conv1, norm1, act, conv2, norm2 = block.body
             h = self.conv(conv2, act(norm1(self.conv(conv1, t))))
-            t = t + norm2(h)
-        return head + net.body_end[1](self.conv(net.body_end[0], t))
+            t = norm2(h).add_(t)  # in place on fresh maps, as the dense blocks do
+        return net.body_end[1](self.conv(net.body_end[0], t)).add_(head)
 
 
 def _fold(n: int, m: int, device) -> torch.Tensor:

@@ -183,6 +183,10 @@ class AxisScale:
     def value(self) -> float:
         return self.p / self.q
 
+    @property
+    def fraction(self) -> Fraction:
+        return Fraction(self.p, self.q)
+
     def out_size(self, n: int) -> int:
         """Output length for ``n`` input pixels: ``floor(n * p / q)``."""
         return (n * self.p) // self.q
@@ -241,6 +245,10 @@ class Scale2d:
     @property
     def values(self) -> tuple[float, float]:
         return (self.h.value, self.w.value)
+
+    @property
+    def fractions(self) -> tuple[Fraction, Fraction]:
+        return (self.h.fraction, self.w.fraction)
 
     @property
     def symmetric(self) -> bool:

@@ -203,8 +203,7 @@ def adapted(
         passes = [(pair, through) for _, pair, through in volume_passes(plan.volume)]
         slices = stack_of_slices(data, plan.volume.through)  # the two fine axes
     else:
-        scale = plan.scale2d
-        passes = [((Fraction(scale.h.p, scale.h.q), Fraction(scale.w.p, scale.w.q)), False)]
+        passes = [(plan.scale2d.fractions, False)]
         slices = _image_2d(data)[None]
     unit = IntensityMap.fit(data).apply(slices)
     tasks = tasks_for(passes, model, request.acquisition)

@@ -109,7 +109,7 @@ def parse_scale_option(value) -> Fraction | tuple[Fraction, Fraction]:
     if isinstance(value, str) and "," in value:
         value = value.split(",")
     if hasattr(value, "h") and hasattr(value, "w"):  # a metasrgan.scale.Scale2d
-        value = (Fraction(value.h.p, value.h.q), Fraction(value.w.p, value.w.q))
+        value = value.fractions
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise UsageError(f"--scale takes one factor or two (vertical, horizontal): {value!r}")

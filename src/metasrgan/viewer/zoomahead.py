@@ -22,7 +22,6 @@ import functools
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -75,11 +74,10 @@ def stops_near(scale: Scale2d, stops: tuple[float, ...] = STOPS) -> tuple[Scale2
     per-axis zoom (the page's two sliders have no single line to walk along)."""
     if not scale.symmetric:
         return ()
-    here = Fraction(scale.h.p, scale.h.q)  # exact: 2.2 and 1.8 are equally near 2
+    here = scale.h.fraction  # exact: 2.2 and 1.8 are equally near 2
     snapped = {engine.snap_scales(s, s) for s in stops}
     snapped.discard(scale)
-    value = lambda s: Fraction(s.h.p, s.h.q)  # noqa: E731
-    return tuple(sorted(snapped, key=lambda s: (abs(value(s) - here), -value(s))))
+    return tuple(sorted(snapped, key=lambda s: (abs(s.h.fraction - here), -s.h.fraction)))
 
 
 class ZoomAhead:

@@ -180,7 +180,7 @@ class MetaUpscale(nn.Module):
         # integer row scales read every row once: the convolution pads (no padded copy:
         # 3 ms of a 240x240 slice's 10 ms here)
         direct = sh.q == 1 and extra_h == pad
-        xp = x if direct else F.pad(x, (pad, pad, pad, extra_h))
+        xp = None if direct else F.pad(x, (pad, pad, pad, extra_h))
         row_groups = [g for g in _offset_groups(sh) if g[0] < h_out]
         a_lim = row_groups[-1][1]
         kernels = self._phase_kernels(scale, x, slice(0, a_lim), condition=condition)

@@ -21,7 +21,10 @@ sinc skip for k-space, no batch norm), channels-last, CPU.
    in-plane (k-space) and x5 through-plane (thick), background skipping on (the default).
 
 Every time is also a ratio to the convolution roofline measured in the same run
-(:mod:`benchmarks.roofline`).
+(:mod:`benchmarks.roofline`): against the run's first reading, the readings just before and
+after each pass, and readings beside every batch of slices
+(:class:`~benchmarks.roofline.LimitBeside`, their own time taken out of the pass), which
+follow the shared machine's speed through the pass.
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.roofline import add_allocator_argument, conv_rate, count_flops, ratio, use_allocator
+from benchmarks.roofline import (
+    LimitBeside,
+    add_allocator_argument,
+    conv_rate,
+    count_flops,
+    ratio,
+    use_allocator,
+)
 
 CH2BET = Path("/usr/share/mricron/templates/ch2bet.nii.gz")
 SHIPPED_ARGS = {
@@ -110,13 +120,16 @@ def volume_flops(model, volume: np.ndarray, skip: bool, every: int = 1) -> float
     return count_flops(run) * volume.shape[2] / len(picked)
 
 
-def limit_around(fn):
-    """``fn()`` and the convolution limit (GFLOP/s, best of 7) just before and just after it:
-    on this shared machine the limit moves by 30% within a minute-long pass, so a pass's
-    ratio uses the mean of the two readings around it (the run's first reading is kept too)."""
+def measured_pass(model, volume, skip: bool) -> dict:
+    """One x2 pass with the limit read around it (before, after: best of 7) and beside
+    each batch of slices (:class:`~benchmarks.roofline.LimitBeside`, its time taken out)."""
     before = conv_rate()["gflops_best"]
-    out = fn()
-    return out, (before, conv_rate()["gflops_best"])
+    with LimitBeside() as beside:
+        out, seconds, cpu = run_volume(model, volume, np.eye(4), skip, scale=2.0)
+    after = conv_rate()["gflops_best"]
+    return {"out": out, "s": seconds - beside.spent, "cpu_s": cpu - beside.spent_cpu,
+            "around": (before, after), "beside": beside.rate,
+            "beside_range": (min(beside.rates), max(beside.rates))}  # fmt: skip
 
 
 def noisy_like(volume: np.ndarray) -> np.ndarray:
@@ -130,42 +143,47 @@ def noisy_like(volume: np.ndarray) -> np.ndarray:
 def part_background(model, depth: int, rate: float) -> dict:
     stripped = brats_like(depth)
     noisy = noisy_like(stripped)
-    affine = np.eye(4)
     rows = {}
+    for skip in (False, True):  # oneDNN builds its kernels on first use: not in a pass
+        run_volume(model, stripped[:, :, depth // 2 - 1 : depth // 2 + 1], np.eye(4), skip,
+                   scale=2.0)  # fmt: skip
     print(f"\n1. {stripped.shape} at x2 in-plane: dense vs background skipping")
-    print("| volume | dense s | skipping s | speed-up | max abs diff / max | dense ratio "
-          "| skipping ratio (executed FLOPs) | dense ratio, limit around the pass (GFLOP/s "
-          "before, after) | skipping ratio, limit around |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| volume | dense s | skipping s | speed-up (CPU; at equal limit) | max abs diff / max "
+          "| dense ratio: first reading, around, beside (GFLOP/s beside: mean, range) "
+          "| skipping ratio (executed FLOPs): the same |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for name, vol in (("skull-stripped", stripped), ("noisy background", noisy)):
-        (dense, t_dense, c_dense), r_dense = limit_around(
-            lambda v=vol: run_volume(model, v, affine, False, scale=2.0)
-        )
-        (fast, t_fast, c_fast), r_fast = limit_around(
-            lambda v=vol: run_volume(model, v, affine, True, scale=2.0)
-        )
-        diff = float(np.abs(dense - fast).max() / np.abs(dense).max())
+        dense, fast = measured_pass(model, vol, False), measured_pass(model, vol, True)
+        diff = float(np.abs(dense["out"] - fast["out"]).max() / np.abs(dense["out"]).max())
         every = max(1, depth // 10)
-        f_dense = volume_flops(model, vol, False, every)
-        f_fast = volume_flops(model, vol, True, every)
-        row = {
-            "dense_s": t_dense, "skip_s": t_fast, "dense_cpu_s": c_dense, "skip_cpu_s": c_fast,
-            "speedup": t_dense / t_fast, "cpu_speedup": c_dense / c_fast, "rel_diff": diff,
-            "dense_gflop": f_dense / 1e9, "skip_gflop": f_fast / 1e9,
-            "dense_ratio": ratio(t_dense, f_dense, rate), "skip_ratio": ratio(t_fast, f_fast, rate),
-            "dense_limits": r_dense, "skip_limits": r_fast,
-            "dense_ratio_around": ratio(t_dense, f_dense, sum(r_dense) / 2),
-            "skip_ratio_around": ratio(t_fast, f_fast, sum(r_fast) / 2),
-        }  # fmt: skip
+        row = {"rel_diff": diff, "out_voxels": int(dense["out"].size)}
+        for key, run, skip in (("dense", dense, False), ("skip", fast, True)):
+            flops = volume_flops(model, vol, skip, every)
+            row |= {f"{key}_s": run["s"], f"{key}_cpu_s": run["cpu_s"],
+                    f"{key}_gflop": flops / 1e9, f"{key}_limits": run["around"],
+                    f"{key}_limit_beside": run["beside"],
+                    f"{key}_limit_beside_range": run["beside_range"],
+                    f"{key}_ratio": ratio(run["s"], flops, rate),
+                    f"{key}_ratio_around": ratio(run["s"], flops, sum(run["around"]) / 2),
+                    f"{key}_ratio_beside": ratio(run["s"], flops, run["beside"])}  # fmt: skip
+        row["speedup"] = dense["s"] / fast["s"]
+        row["cpu_speedup"] = dense["cpu_s"] / fast["cpu_s"]
+        # each pass's time at the same machine speed (the limit beside its slices)
+        row["speedup_equal_limit"] = row["speedup"] * dense["beside"] / fast["beside"]
         rows[name] = row
-        rows[name]["out_voxels"] = int(dense.size)
-        print(f"| {name} | {t_dense:.1f} | {t_fast:.1f} | {row['speedup']:.2f}x "
-              f"(CPU {row['cpu_speedup']:.2f}x) | {diff:.1e} | {row['dense_ratio']:.2f} "
-              f"| {row['skip_ratio']:.2f} ({f_fast / f_dense:.0%} of dense) "
-              f"| {row['dense_ratio_around']:.2f} ({r_dense[0]:.0f}, {r_dense[1]:.0f}) "
-              f"| {row['skip_ratio_around']:.2f} ({r_fast[0]:.0f}, {r_fast[1]:.0f}) |",
-              flush=True)  # fmt: skip
+
+        print(f"| {name} | {row['dense_s']:.1f} | {row['skip_s']:.1f} | {row['speedup']:.2f}x "
+              f"({row['cpu_speedup']:.2f}x; {row['speedup_equal_limit']:.2f}x) | {diff:.1e} "
+              f"| {_ratios(row, 'dense')} | {_ratios(row, 'skip')} "
+              f"({row['skip_gflop'] / row['dense_gflop']:.0%} of dense) |", flush=True)  # fmt: skip
     return rows
+
+
+def _ratios(row: dict, key: str) -> str:
+    lo, hi = row[f"{key}_limit_beside_range"]
+    return (f"{row[f'{key}_ratio']:.2f}, {row[f'{key}_ratio_around']:.2f}, "
+            f"**{row[f'{key}_ratio_beside']:.2f}** ({row[f'{key}_limit_beside']:.0f}, "
+            f"{lo:.0f}-{hi:.0f})")  # fmt: skip
 
 
 def part_through_plane(model, depth: int, in_plane: tuple[float, int] | None = None) -> dict:

@@ -46,12 +46,71 @@ def conv_rate(size: int = 240, channels: int = 64, repeats: int = 7, device: str
 
 
 def count_flops(fn: Callable[[], object]) -> int:
-    """FLOPs of the convolutions and matrix products ``fn`` runs (forward and backward)."""
+    """FLOPs of the convolutions and matrix products ``fn`` runs (forward and backward),
+    the fused CPU convolutions of :mod:`metasrgan.models.fused` included."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_fused_conv_flops()) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+def _fused_conv_flops() -> dict:
+    """FlopCounterMode formulas for oneDNN's fused convolutions (it knows only aten's)."""
+    from torch.utils.flop_counter import conv_flop_count
+
+    try:
+        fused = torch.ops.mkldnn._convolution_pointwise
+    except (AttributeError, RuntimeError):
+        return {}
+
+    def flops(x, *args, out_shape, **kwargs):
+        # (X, W, B, padding, stride, dilation, groups, attr, ...) or, fused with a binary
+        # operation, (X, other, W, B, padding, stride, dilation, groups, attr, ...)
+        w = args[1] if isinstance(args[6], int) else args[0]
+        return conv_flop_count(list(x), list(w), list(out_shape))
+
+    return {fused: flops}
+
+
+class LimitBeside:
+    """The limit read beside every call of :func:`metasrgan.inference.upscale_tensor` (best
+    of 3, just before each call: a volume pass makes one per batch of slices).
+
+    On this shared machine the limit moves by 30-70% within a minute-long volume pass, so
+    readings before and after a pass bracket it poorly; one beside each batch follows it.
+    ``spent`` and ``spent_cpu`` are the wall and CPU time the readings took (take them out
+    of the pass); ``rate`` is their
+    mean weighted by each call's time: the machine's speed over the pass (for equal work per
+    call, the rate at which that work would take the pass's time, the harmonic mean)."""
+
+    def __init__(self):
+        self.rates, self.seconds, self.spent, self.spent_cpu = [], [], 0.0, 0.0
+
+    def __enter__(self) -> LimitBeside:
+        import metasrgan.inference as inference
+
+        self._inference, self._original = inference, inference.upscale_tensor
+
+        def beside(*args, **kwargs):
+            start, cpu = time.perf_counter(), time.process_time()
+            self.rates.append(conv_rate(repeats=3)["gflops_best"])
+            called = time.perf_counter()
+            self.spent += called - start
+            self.spent_cpu += time.process_time() - cpu
+            out = self._original(*args, **kwargs)
+            self.seconds.append(time.perf_counter() - called)
+            return out
+
+        inference.upscale_tensor = beside
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._inference.upscale_tensor = self._original
+
+    @property
+    def rate(self) -> float:
+        return sum(t * r for t, r in zip(self.seconds, self.rates, strict=True)) / sum(self.seconds)
 
 
 def ratio(seconds: float, flops: float, gflops: float) -> float:

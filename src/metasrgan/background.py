@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metasrgan.models import fused
 from metasrgan.scale import Scale2d
 
 DENSE_ABOVE = 0.85
@@ -92,22 +91,14 @@ class _Walk:
     output) or exact on a window of a larger slice (``replay``: reset each convolution's
     border ring, where it zero-padded inside the slice, from the recorded maps)."""
 
-    def __init__(
-        self, window: Box, size: tuple[int, int], maps: list | None = None, fuse: bool = False
-    ):
+    def __init__(self, window: Box, size: tuple[int, int], maps: list | None = None):
         self.window, self.size = window, size
         self.record = maps is None
         self.maps = [] if maps is None else maps  # replay: full-size [1, C, H, W] maps
-        self.fuse = fuse  # record and replay must agree: the maps are each step's output
         self.n = 0
 
     def conv(self, conv: nn.Conv2d, t: torch.Tensor) -> torch.Tensor:
-        return self.exact(conv, conv(t))
-
-    def exact(self, conv: nn.Conv2d, y: torch.Tensor) -> torch.Tensor:
-        """``y``, the output of ``conv`` on the window (or of ``conv`` fused with the
-        pointwise step after it: the ring lies where every layer holds the background's),
-        recorded or with its border ring reset."""
+        y = conv(t)
         if self.record:  # a copy: activations overwrite fresh conv outputs in place
             self.maps.append(y.clone())
             return y
@@ -136,21 +127,9 @@ class _Walk:
         t = head
         for block in net.body:
             conv1, norm1, act, conv2, norm2 = block.body
-            slope = fused.single_slope(act)
-            if self.fuse and slope is not None and _plain(norm1, norm2):
-                h = self.exact(conv1, fused.conv_leaky(conv1, t, slope))
-                t = self.exact(conv2, fused.conv_add(conv2, h, t))
-                continue
             h = self.conv(conv2, act(norm1(self.conv(conv1, t))))
             t = norm2(h).add_(t)  # in place on fresh maps, as the dense blocks do
-        end, norm = net.body_end
-        if self.fuse and _plain(norm):
-            return self.exact(end, fused.conv_add(end, t, head))
-        return norm(self.conv(end, t)).add_(head)
-
-
-def _plain(*norms: nn.Module) -> bool:
-    return all(isinstance(n, nn.Identity) for n in norms)
+        return net.body_end[1](self.conv(net.body_end[0], t)).add_(head)
 
 
 def _fold(n: int, m: int, device) -> torch.Tensor:
@@ -188,7 +167,6 @@ class BackgroundSkip:
         cl = weight is not None and not weight.is_contiguous()
         self.memory_format = torch.channels_last if cl else torch.contiguous_format
         self._small: dict[float, list] = {}
-        self._fuse: bool | None = None  # fixed at the first batch (see _Walk)
         self._full: tuple[tuple, list] | None = None  # the latest (value, H, W) only
         self._residual: dict[tuple, torch.Tensor] = {}
         self.skipped_pixels = 0
@@ -208,8 +186,6 @@ class BackgroundSkip:
         maps_bytes = 13 * 4 * self.model.features.head[0].out_channels * height * width
         if maps_bytes > MAPS_MAX_BYTES:
             return None
-        if self._fuse is None:
-            self._fuse = fused.usable(self.model.features.body[0].body[0], x)
         found = anatomy_box(x)
         if found is None:
             return None
@@ -245,7 +221,7 @@ class BackgroundSkip:
         if value not in self._small:
             side = 2 * self.radius + 1
             const = ref.new_full((1, ref.shape[1], side, side), value)
-            walk = _Walk(Box(0, side, 0, side), (side, side), fuse=self._fuse)
+            walk = _Walk(Box(0, side, 0, side), (side, side))
             feats = walk.features(self.model, const, self.noise)
             self._small[value] = [*walk.maps, feats]
         return self._small[value]
@@ -277,7 +253,7 @@ class BackgroundSkip:
         """Compute the residual on ``window`` and write its ``need`` part into ``out``."""
         height, width = x.shape[-2:]
         sh, sw = self.scale.h, self.scale.w
-        walk = _Walk(window, (height, width), self._full_maps(value, x)[:-1], fuse=self._fuse)
+        walk = _Walk(window, (height, width), self._full_maps(value, x)[:-1])
         crop = x[:, :, window.r0 : window.r1, window.c0 : window.c1]
         crop = crop.contiguous(memory_format=self.memory_format)
         feats = walk.features(self.model, crop, self.noise)

@@ -65,8 +65,8 @@ def _fused_conv_flops() -> dict:
         return {}
 
     def flops(x, *args, out_shape, **kwargs):
-        # (X, W, B, padding, stride, dilation, groups, attr, ...) or, fused with a binary
-        # operation, (X, other, W, B, padding, stride, dilation, groups, attr, ...)
+        # (X, W, B, padding, stride, dilation, groups, attr, ...), or for the binary
+        # overload (X, other, W, B, padding, stride, dilation, groups, attr, ...)
         w = args[1] if isinstance(args[6], int) else args[0]
         return conv_flop_count(list(x), list(w), list(out_shape))
 
@@ -80,9 +80,9 @@ class LimitBeside:
     On this shared machine the limit moves by 30-70% within a minute-long volume pass, so
     readings before and after a pass bracket it poorly; one beside each batch follows it.
     ``spent`` and ``spent_cpu`` are the wall and CPU time the readings took (take them out
-    of the pass); ``rate`` is their
-    mean weighted by each call's time: the machine's speed over the pass (for equal work per
-    call, the rate at which that work would take the pass's time, the harmonic mean)."""
+    of the pass); ``rate`` is their mean weighted by each call's time: the machine's speed
+    over the pass (for equal work per call, the harmonic mean: the rate at which that work
+    would take the pass's time)."""
 
     def __init__(self):
         self.rates, self.seconds, self.spent, self.spent_cpu = [], [], 0.0, 0.0

@@ -147,3 +147,14 @@ def test_slice_batch_follows_the_available_memory(monkeypatch, models):
         n = slice_batch(model, (side, side), (2 * side, 2 * side))
         per = volume.slice_working_bytes(model, (side, side), (2 * side, 2 * side))
         assert n == 1 or n * per <= volume.BATCH_MEMORY_CAP["cpu"]
+
+
+def test_windows_grow_with_the_reach_of_each_block(models):
+    """Head (9x9) and block 0 on the box grown by 8, then each block's two 3x3 convolutions
+    add 2, the last convolution 1: the windows are as small as exactness allows."""
+    from metasrgan.background import stage_reaches
+    from metasrgan.tiling import receptive_radius
+
+    model = models["small"]
+    assert stage_reaches(model) == [8, 9, 11, 13, 15, 16]
+    assert receptive_radius(model) == 16  # + 1 for the upscaler's neighbourhood: the last window

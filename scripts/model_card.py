@@ -306,7 +306,7 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         lines.append(
             f"| stage {k} | `{st['recipe']}`: {', '.join(st['stages'])}; checkpoint "
             f"`{st['checkpoint']}` at step {st['steps']}; {st['wall_time_hours']} h on "
-            f"{st['hardware']} |"
+            f"{st['hardware']}" + (f"; {st['note']}" if st.get("note") else "") + " |"
         )
     lines += [
         "| checkpoint choice | `best` = highest mean PSNR gain over the best classical "

@@ -116,7 +116,7 @@ def main() -> None:
     scales = [Fraction(s).limit_denominator(10) for s in args.scales.split(",")]
     prepared = cases(args.data, args.max_images, scales)
     rows = [(gate, score(model, gate, prepared)) for gate in gates]
-    best = max(range(1, len(rows)), key=lambda i: np.mean(list(rows[i][1].values())))
+    best = max(range(len(rows)), key=lambda i: np.mean(list(rows[i][1].values())))
     names = list(VARIANTS)
     lines = [
         f"Mean PSNR gain over zero-filled sinc (dB), {args.data}, scales {args.scales}, "

@@ -1,4 +1,4 @@
-"""Choosing the band trust's noise gate on the validation slabs, after training.
+"""Scoring the band trust's noise gate on the validation slabs, after training.
 
 Run (repository root, the project's venv)::
 
@@ -6,10 +6,9 @@ Run (repository root, the project's venv)::
 
 A data-consistent k-space model keeps its input's acquired band as far as the band trust
 says (:meth:`metasrgan.models.MetaSRGAN.band_trust`): a logistic function of the log noise
-level (slope, threshold) times a fixed rule on the band's edge.  Training learns the noise
-half on patches, whose noise estimates run higher than whole slices' (less background), and
-under partial Fourier (which no rule detects, and whose band is not what a plain matrix
-measures); it settled on a soft gate that keeps only 70-90% of a clean band.
+level (slope, threshold) times a fixed rule on the band's edge.  Training learned the noise
+half soft: clean inputs keep only 60-90% of their band.  One reason is partial Fourier,
+which no rule detects and whose band is not what a plain matrix measures.
 
 This grid scores each (slope, threshold) by the model's mean PSNR gain over zero-filled sinc
 (maximal-information crop, :mod:`metasrgan.evaluation.protocol`) on the held-out validation

@@ -36,6 +36,7 @@ feature extractor in eval mode (other models get ``None``: the caller runs them 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -103,8 +104,12 @@ class _Walk:
     zero-padded inside the slice, is reset from the recorded maps, and between blocks the
     maps are widened to the next window with the recorded background around them."""
 
-    def __init__(self, windows: list[Box], size: tuple[int, int], maps=None, states=None):
+    def __init__(
+        self, windows: list[Box], size: tuple[int, int], maps=None, states=None,
+        memory_format: torch.memory_format = torch.contiguous_format,
+    ):  # fmt: skip
         self.windows, self.size = windows, size  # one per stage: head + block 0, blocks, end
+        self.memory_format = memory_format  # of the widened maps (the model's)
         self.record = maps is None
         self.maps = [] if maps is None else maps  # replay: full-size [1, C, H, W] maps
         self.states = {} if states is None else states  # the same between blocks, by index
@@ -147,7 +152,7 @@ class _Walk:
         # one write of the new window: ``t`` inside, the background's four strips around it
         bg = self.states[state]
         shape = (t.shape[0], t.shape[1], new.r1 - new.r0, new.c1 - new.c0)
-        out = torch.empty(shape, dtype=t.dtype, device=t.device, memory_format=_format_of(t))
+        out = torch.empty(shape, dtype=t.dtype, device=t.device, memory_format=self.memory_format)
         top, left = old.r0 - new.r0, old.c0 - new.c0
         bottom, right = top + old.r1 - old.r0, left + old.c1 - old.c0
         out[:, :, top:bottom, left:right] = t
@@ -175,12 +180,6 @@ class _Walk:
         t = self.widen(t, last, last)
         head = self.widen(head, 0, last, source=0)
         return net.body_end[1](self.conv(net.body_end[0], t)).add_(head)
-
-
-def _format_of(t: torch.Tensor) -> torch.memory_format:
-    """Channels-last for channels-last maps (models converted for oneDNN), else contiguous."""
-    cl = not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if cl else torch.contiguous_format
 
 
 def stage_reaches(model: nn.Module) -> list[int]:
@@ -290,10 +289,15 @@ class BackgroundSkip:
         window = Box(window.r0 // sh.q * sh.q, window.r1, window.c0 // sw.q * sw.q, window.c1)
         return need, window
 
+    @functools.cached_property
+    def reaches(self) -> list[int]:
+        """:func:`stage_reaches` of the model (first asked once :func:`supports` holds)."""
+        return stage_reaches(self.model)
+
     def _stage_windows(self, box: Box, window: Box, height: int, width: int) -> list[Box]:
         """The windows of :class:`_Walk`'s stages: the anatomy's box grown by each stage's
         reach, the last one ``window`` (which holds them all)."""
-        grown = [box.grow(r, height, width) for r in stage_reaches(self.model)]
+        grown = [box.grow(r, height, width) for r in self.reaches]
         return [*grown[:-1], window]
 
     def _maps(self, value: float, ref: torch.Tensor) -> tuple[list, dict]:
@@ -341,7 +345,7 @@ class BackgroundSkip:
         sh, sw = self.scale.h, self.scale.w
         maps, states = self._full_maps(value, x)
         windows = self._stage_windows(box, window, height, width)
-        walk = _Walk(windows, (height, width), maps[:-1], states)
+        walk = _Walk(windows, (height, width), maps[:-1], states, self.memory_format)
         first = windows[0]
         crop = x[:, :, first.r0 : first.r1, first.c0 : first.c1]
         crop = crop.contiguous(memory_format=self.memory_format)

@@ -47,7 +47,8 @@ def _ops():
 
 
 def usable(conv: nn.Module, act: nn.Module, x: torch.Tensor) -> bool:
-    """Whether ``act(conv(x))`` can run fused, with the same result."""
+    """Whether ``act(conv(x))`` can run fused, with the same result (a new input shape that
+    can takes its place in the shape budget)."""
     return (
         ENABLED
         and isinstance(conv, nn.Conv2d)

@@ -46,8 +46,24 @@ def test_adapting_to_an_unseen_macaque_beats_the_shipped_model_on_it(macaque):
     assert after > before + 0.5, (before, after)  # measured: 30.88 -> 32.01 dB
 
 
-def test_the_given_model_is_untouched_and_a_run_repeats_exactly(macaque):
+def test_a_noisy_scan_is_not_adapted_to_and_the_warning_says_why(macaque):
+    """Its pairs' targets carry its noise: adapting would learn to keep it (NOISE_LIMIT)."""
+    _, lr, affine = macaque
+    model = load_model(None, device="cpu")
+    rng = np.random.default_rng(0)
+    sigma = 0.03 * float(np.percentile(lr, 99.5))
+    noisy = np.hypot(lr + rng.normal(0, sigma, lr.shape), rng.normal(0, sigma, lr.shape))
+    noisy = noisy.astype(np.float32)
+    plain, _ = upscale(noisy, scale=2, model=model, affine=affine, acquisition="kspace")
+    with pytest.warns(UserWarning, match=r"noise level is about [23]\.\d% .*used as it is"):
+        tried, _ = upscale(noisy, scale=2, model=model, affine=affine, acquisition="kspace",
+                           adapt=60)  # fmt: skip
+    np.testing.assert_array_equal(tried, plain)
+
+
+def test_the_given_model_is_untouched_and_a_run_repeats_exactly(macaque, monkeypatch):
     _, lr, _ = macaque
+    monkeypatch.setattr("metasrgan.adapt.NOISE_LIMIT", 1.0)  # random weights: a random estimate
     model = with_random_weights(AWARE, 0).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     unit = np.clip(np.moveaxis(lr, 2, 0) / lr.max(), 0, 1)

@@ -286,3 +286,54 @@ def test_shipped_model_is_labelled_and_flagged_when_untrained(recwarn):
         assert "untrained" in method.label and method.notes
     else:
         assert not method.notes
+
+
+def test_adapted_models_fit_each_sources_low_resolution_slices_alone(monkeypatch):
+    """``--adapt``: one adaptation per source and scale, on that source's LR inputs only
+    (never its HR), by the pairs of its acquisition, the given model untouched, rows
+    labelled apart."""
+    import metasrgan.adapt as adapt
+
+    images = evaluation.load_images("samples", max_images=4)  # two scans, two slices each
+    method = evaluation.load_method("shipped", label="net")
+    before = {k: v.clone() for k, v in method.model.state_dict().items()}
+    seen, real = [], adapt.adapt_model
+
+    def recording(model, slices, tasks, options, progress=False):
+        seen.append((np.array(slices), tasks, options.steps))
+        return real(model, slices, tasks, options, progress)
+
+    monkeypatch.setattr(adapt, "adapt_model", recording)
+    scales = [Fraction(2), Fraction(5, 2)]
+    rows = evaluation.evaluate(
+        images, [method, evaluation.adapted_method(method, 3)], scales, degradation="kspace",
+        crop_size=(64, 64), progress=False,
+    )  # fmt: skip
+    assert len(seen) == 2 * len(scales)
+    for (slices, tasks, steps), scale in zip(seen, scales * 2, strict=True):  # source, scale
+        assert steps == 3 and len(slices) == 2
+        assert [t.degradation for t in tasks] == ["kspace"]
+        assert tasks[0].scale == (scale, scale)
+    for (slices, _, _), im in zip(seen[::2], images[::2], strict=True):
+        batch = evaluation.prepare(torch.from_numpy(im.array)[None, None], Fraction(2), "kspace")
+        assert slices.shape[1:] == tuple(batch.lr.shape[-2:])  # LR, not the HR slice
+        assert slices.shape[1:] != im.array.shape
+    assert {r["method"] for r in rows} == {"net", "net +adapt 3"}
+    psnr = {(r["image"], r["scale"], r["region"], r["method"]): r["psnr"] for r in rows}
+    assert any(v != psnr[(*k[:3], "net")] for k, v in psnr.items() if k[3] != "net")
+    for k, v in method.model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_evaluate_cli_adapts_on_request(tmp_path, models, capsys):
+    meta, _ = models
+    out = tmp_path / "o"
+    base = ["evaluate", "--models", str(meta), "--labels", "tiny", "--data", "mni152_val",
+            "--max-images", "2", "--scales", "2", "--no-figures", "--no-progress",
+            "-o", str(out)]  # fmt: skip
+    assert main([*base, "--adapt", "-1"]) == 2
+    assert "--adapt" in capsys.readouterr().err
+    assert main([*base, "--adapt", "2", "--degradation", "kspace"]) == 0
+    methods = {r["method"] for r in _read_csv(out / "table.csv")}
+    assert {"tiny", "tiny +adapt 2"} <= methods
+    assert '"adapt": 2' in (out / "evaluation.json").read_text()

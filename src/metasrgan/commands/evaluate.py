@@ -81,6 +81,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--mask-threshold", type=float, default=0.0, help="brain mask: HR > this (default 0)"
     )
     parser.add_argument("--max-images", type=int, help="evaluate this many slices, evenly spaced")
+    parser.add_argument(
+        "--adapt",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also evaluate each model adapted to each source for STEPS updates, as "
+        "'upscale --adapt' does (fitted on the source's LR slices alone, once per scale)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
@@ -101,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from metasrgan import __version__, evaluation
+    from metasrgan.api.options import MAX_ADAPT_STEPS, check_int
     from metasrgan.inference import pick_device
 
     if args.threads:
@@ -123,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
         label = args.labels[k] if args.labels else None
         methods.append(evaluation.load_method(source, device, label))
     evaluation.unique_labels(methods)
+    if check_int("--adapt", args.adapt, low=0, high=MAX_ADAPT_STEPS):
+        methods += [evaluation.adapted_method(m, args.adapt) for m in methods if m.model]
     for m in methods:
         if m.fixed_scale is not None and m.fixed_scale not in scales:
             log.info(
@@ -161,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         "through_plane_scales": [evaluation.scale_label(s) for s in through],
         "crop_size": list(args.crop_size),
         "mask_threshold": args.mask_threshold,
+        "adapt": args.adapt,
         "data_range": evaluation.DATA_RANGE,
         "scales": [evaluation.scale_label(s) for s in scales],
         "models": [

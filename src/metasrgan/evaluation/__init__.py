@@ -10,6 +10,7 @@
 from metasrgan.evaluation.inputs import EvalImage, load_images, slices_of
 from metasrgan.evaluation.methods import (
     Method,
+    adapted_method,
     bicubic_method,
     classical_method,
     classical_methods,
@@ -46,6 +47,7 @@ __all__ = [
     "EvalImage",
     "Method",
     "Prepared",
+    "adapted_method",
     "best_classical",
     "bicubic_method",
     "by_source",

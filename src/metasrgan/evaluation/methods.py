@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +25,10 @@ class Method:
     source: str = "bicubic"
     notes: list[str] = field(default_factory=list)
     interpolation: str | None = None
+    adapt: int = 0
+    """Updates of self-supervised adaptation (:mod:`metasrgan.adapt`) before each source's
+    slices are upscaled at each scale: fitted on their low-resolution inputs only, as
+    ``upscale --adapt`` fits on the scan it is given."""
 
     @property
     def classical(self) -> bool:
@@ -79,6 +84,14 @@ def load_method(source: str, device: torch.device | str = "cpu", label: str | No
         source=source,
         notes=notes,
     )
+
+
+def adapted_method(method: Method, steps: int) -> Method:
+    """``method``'s network with ``steps`` updates of adaptation, labelled ``+adapt N``."""
+    if method.model is None or steps < 1:
+        raise ValueError("only networks adapt, with at least one update")
+    return dataclasses.replace(method, label=f"{method.label} +adapt {steps}", adapt=steps,
+                               notes=list(method.notes))  # fmt: skip
 
 
 def _model_label(model: torch.nn.Module, path: Path) -> str:

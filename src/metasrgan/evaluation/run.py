@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -12,6 +13,7 @@ from metasrgan.evaluation.inputs import EvalImage
 from metasrgan.evaluation.methods import Method
 from metasrgan.evaluation.protocol import (
     REGIONS,
+    Prepared,
     information_window,
     prepare,
     region_metrics,
@@ -52,6 +54,19 @@ def upscale(
     return out.float().cpu()
 
 
+def _adapted(method: Method, batches: Sequence[Prepared], chain) -> Method:
+    """``method`` with its network adapted to the LR inputs of one source at one scale
+    (every slice of it being evaluated), by the pairs ``upscale --adapt`` would make."""
+    from metasrgan.adapt import AdaptOptions, adapt_model, tasks_for
+    from metasrgan.degradations import ACQUISITIONS
+
+    lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
+    through = ACQUISITIONS[chain.acquisition].through_plane
+    tasks = tasks_for([(batches[0].scale.fractions, through)], method.model, batches[0].acquisition)
+    net = adapt_model(method.model, lr, tasks, AdaptOptions(steps=method.adapt))
+    return dataclasses.replace(method, model=net)
+
+
 def evaluate(
     images: Sequence[EvalImage],
     methods: Sequence[Method],
@@ -67,7 +82,8 @@ def evaluate(
 
     ``degradation``: a preset name or chain (see :mod:`metasrgan.degradations`); ``name``
     labels its rows (default: the preset name, else the chain's description).  Images of
-    the same shape are batched (``batch_size`` at a time); the bar counts images.
+    one source and shape are batched (``batch_size`` at a time); methods with ``adapt``
+    are adapted once per source and scale; the bar counts images times scales.
     """
     from tqdm import tqdm
 
@@ -79,22 +95,25 @@ def evaluate(
     name = name or chain.preset or chain.text
     for im in images:
         im.window = information_window(im.array, crop_size)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, im in enumerate(images):
-        groups.setdefault(tuple(im.array.shape), []).append(i)
+    groups: dict[tuple[str, tuple[int, int]], list[int]] = {}
+    for i, im in enumerate(images):  # adaptation fits one source (scan) at a time
+        groups.setdefault((im.name.split(":")[0], tuple(im.array.shape)), []).append(i)
     rows: dict[tuple[int, str, Fraction], dict[str, tuple[float, float]]] = {}
-    bar = tqdm(total=len(images), unit="image", desc=f"evaluate {name}", disable=not progress)
+    bar = tqdm(total=len(images) * len(scales), unit="image", desc=f"evaluate {name}",
+               disable=not progress)  # fmt: skip
     for indices in groups.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            hr_full = torch.from_numpy(np.stack([images[i].array for i in chunk]))[:, None]
-            for scale in scales:
-                batch = prepare(hr_full, scale, chain, seed=chunk[0])
+        chunks = [indices[k : k + batch_size] for k in range(0, len(indices), batch_size)]
+        hr_full = [torch.from_numpy(np.stack([images[i].array for i in c]))[:, None]
+                   for c in chunks]  # fmt: skip
+        for scale in scales:
+            batches = [prepare(hr, scale, chain, seed=c[0])
+                       for hr, c in zip(hr_full, chunks, strict=True)]  # fmt: skip
+            runs = [_adapted(m, batches, chain) if m.adapt else m for m in methods
+                    if m.runs_at(scale)]  # fmt: skip
+            for chunk, batch in zip(chunks, batches, strict=True):
                 hr_np = batch.hr[:, 0].numpy().astype(np.float64)
                 shape = tuple(batch.hr.shape[-2:])
-                for method in methods:
-                    if not method.runs_at(scale):
-                        continue
+                for method in runs:
                     sr = upscale(method, batch.lr, batch.scale, shape, batch.acquisition)
                     sr = sr[:, 0].numpy().astype(np.float64)
                     for k, i in enumerate(chunk):
@@ -102,7 +121,7 @@ def evaluate(
                         rows[(i, method.label, scale)] = region_metrics(
                             sr[k], hr_np[k], window, mask_threshold
                         )
-            bar.update(len(chunk))
+                bar.update(len(chunk))
     bar.close()
     order = {m.label: k for k, m in enumerate(methods)}
     out = []

@@ -189,6 +189,7 @@ def scan_noise(model: nn.Module, images: torch.Tensor, shown: np.ndarray) -> flo
     """The median noise level of up to 32 slices of ``images`` ``[N, H, W]`` that show
     anatomy: the model's own estimate where it has one (as its passes use), else
     :func:`~metasrgan.models.blocks.classical_sigma`."""
+    from metasrgan.inference import model_uses_noise
     from metasrgan.models.blocks import classical_sigma
 
     picks = np.flatnonzero(shown > 0.01)
@@ -196,9 +197,9 @@ def scan_noise(model: nn.Module, images: torch.Tensor, shown: np.ndarray) -> flo
     picks = picks[
         np.unique(np.linspace(0, len(picks) - 1, min(len(picks), 32)).round().astype(int))
     ]
-    estimate = model.noise_level if getattr(model, "uses_noise", False) else classical_sigma
+    estimate = model.noise_level if model_uses_noise(model) else classical_sigma
     with torch.no_grad():
-        levels = torch.cat([estimate(images[i][None, None].float()) for i in picks])
+        levels = torch.cat([estimate(images[i][None, None]) for i in picks])
     return float(levels.median())
 
 

@@ -337,3 +337,15 @@ def test_evaluate_cli_adapts_on_request(tmp_path, models, capsys):
     methods = {r["method"] for r in _read_csv(out / "table.csv")}
     assert {"tiny", "tiny +adapt 2"} <= methods
     assert '"adapt": 2' in (out / "evaluation.json").read_text()
+
+
+def test_evaluate_cli_ensembles_on_request(tmp_path, models):
+    meta, _ = models
+    out = tmp_path / "o"
+    assert main(["evaluate", "--models", str(meta), "--labels", "tiny", "--data", "mni152_val",
+                 "--max-images", "2", "--scales", "2", "--degradation", "kspace", "--ensemble",
+                 "--no-figures", "--no-progress", "-o", str(out)]) == 0  # fmt: skip
+    rows = _read_csv(out / "table.csv")
+    assert {"tiny", "tiny +ensemble"} <= {r["method"] for r in rows}
+    assert not any(r["method"].startswith("Bicubic +") for r in rows)  # networks only
+    assert '"ensemble": true' in (out / "evaluation.json").read_text()

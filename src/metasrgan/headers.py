@@ -220,10 +220,11 @@ def super_resolution_record(
     out_zooms: Sequence[float] | None = None,
     dtype: str = "float32",
     adapt: int = 0,
+    ensemble: bool = False,
 ) -> dict:
     """What was done to one image: tool, model, exact factors per voxel axis (``"7/3"``),
-    grids before and after, and the updates of adaptation to the image (the model's file
-    alone then does not reproduce the output)."""
+    grids before and after, the updates of adaptation to the image (the model's file
+    alone then does not reproduce the output) and whether a self-ensemble was used."""
     from fractions import Fraction
 
     from metasrgan import __version__
@@ -242,6 +243,8 @@ def super_resolution_record(
     record["OutputDataType"] = dtype
     if adapt:
         record["AdaptationUpdates"] = int(adapt)
+    if ensemble:
+        record["SelfEnsemble"] = True
     return record
 
 

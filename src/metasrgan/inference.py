@@ -119,6 +119,7 @@ def upscale_tensor(
     background=None,
     noise: float | None = None,
     gains: tuple[float, float] | None = None,
+    ensemble: bool = False,
 ) -> torch.Tensor:
     """``[B, C, H, W]`` in [0, 1] -> upscaled, clamped to ``clamp`` (the paper clamps to the
     image range; pass the input's own range to keep values beyond [0, 1]).
@@ -132,8 +133,19 @@ def upscale_tensor(
     noise-aware models, which otherwise estimate it on each image; ``gains`` likewise to
     self-calibrated ones (:meth:`MetaSRGAN.calibration_gains`).  Raises
     :class:`NonFiniteOutputError` when the model's output has NaN or Inf values.
+
+    ``ensemble``: the mean of the upscales of the batch's flipped and transposed copies
+    (:mod:`metasrgan.ensemble`; 4-8 times the work).
     """
     scale = Scale2d.of(scale)
+    if ensemble:
+        from metasrgan.ensemble import self_ensemble
+
+        def one(x_turned: torch.Tensor, shape: tuple[int, int] | None) -> torch.Tensor:
+            return upscale_tensor(model, x_turned, scale, shape, clamp, acquisition,
+                                  background, noise, gains)  # fmt: skip
+
+        return self_ensemble(one, x, scale, out_shape)
     extra = {"acquisition": acquisition} if acquisition and _knows_acquisitions(model) else {}
     if noise is not None and model_uses_noise(model):
         extra["noise"] = noise
@@ -179,12 +191,14 @@ def upscale_image(
     intensity: IntensityMap | None = None,
     device: str | torch.device | None = None,
     acquisition: str | None = "auto",
+    ensemble: bool = False,
 ) -> np.ndarray:
     """Upscale a 2D array ``[H, W]`` in any units; the result is float32 in the same units.
 
     ``intensity`` maps the image to [0, 1] (fitted on the image when None; pass one fitted
     on the whole volume for consistent slices).  ``out_shape`` overrides the size rule
     (the scale must then be the exact size ratio).
+    ``ensemble``: see :func:`upscale_tensor`.
     """
     image = np.asarray(image)
     if image.ndim != 2:
@@ -196,5 +210,5 @@ def upscale_image(
     # nothing above the 99.5th percentile is lost: values stay in the input's own range
     clamp = (float(unit.min()), float(unit.max()))
     acq = model_acquisition(model, acquisition)
-    y = upscale_tensor(model, x, scale, out_shape, clamp=clamp, acquisition=acq)
+    y = upscale_tensor(model, x, scale, out_shape, clamp=clamp, acquisition=acq, ensemble=ensemble)
     return intensity.invert(y[0, 0].cpu().numpy())

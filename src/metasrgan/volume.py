@@ -259,6 +259,7 @@ def _slices_upscale(
     progress: Callable | None,
     acquisition: str | None,
     skip_background: bool = True,
+    ensemble: bool = False,
 ) -> np.ndarray:
     """Upscale every 2D slice of ``data`` taken along ``axis`` by (factors[0], factors[1])."""
     from metasrgan.background import BackgroundSkip
@@ -285,7 +286,8 @@ def _slices_upscale(
         chunk = intensity.apply(moved[start : start + batch], clip=False)
         x = torch.from_numpy(np.ascontiguousarray(chunk))[:, None].to(device)
         y = upscale_tensor(model, x, scale, out_hw, clamp=(lo, hi), acquisition=acquisition,
-                           background=background, noise=noise, gains=gains)  # fmt: skip
+                           background=background, noise=noise, gains=gains,
+                           ensemble=ensemble)  # fmt: skip
         out[start : start + batch] = intensity.invert(y[:, 0].cpu().numpy())
         if progress is not None:
             progress(len(chunk))
@@ -318,6 +320,7 @@ def upscale_volume(
     progress: bool = True,
     acquisition: str | None = "auto",
     skip_background: bool = True,
+    ensemble: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run ``plan`` on ``data`` ``[X, Y, Z]`` (any units); returns the upscaled float32
     volume in the same units and its affine (see the module docstring for the geometry).
@@ -325,7 +328,8 @@ def upscale_volume(
     ``batch``: the most slices per forward pass; the batch is sized from the available
     memory (:func:`slice_batch`) and never exceeds it.  ``skip_background``: compute only
     what the anatomy reaches where the background is exactly constant (skull-stripped
-    scans; same output, see :mod:`metasrgan.background`).
+    scans; same output, see :mod:`metasrgan.background`).  ``ensemble``: each slice is the
+    mean of its flipped and transposed copies' upscales (:mod:`metasrgan.ensemble`).
 
     ``acquisition`` (``auto``, ``kspace``, ``bicubic``...) is what in-plane passes tell models
     that take one; through-plane passes say ``thick`` (:func:`~metasrgan.inference.
@@ -356,7 +360,8 @@ def upscale_volume(
         for axis, pair, through in work:
             acq = model_acquisition(model, acquisition, through_plane=through)
             out = _slices_upscale(model, out, axis, pair, intensity, batch,
-                                  bar.update if bar else None, acq, skip_background)  # fmt: skip
+                                  bar.update if bar else None, acq, skip_background,
+                                  ensemble)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()

@@ -106,6 +106,7 @@ def upscale_file(
     progress: bool = False,
     dtype: str = "float32",
     adapt: int = 0,
+    ensemble: bool = False,
 ) -> FileResult:
     """Upscale the image or volume in ``src`` (NIfTI, DICOM, PNG/TIFF/JPEG, ``.npy``) into
     ``dst``, with the same options as :func:`~metasrgan.api.core.upscale`.
@@ -117,7 +118,9 @@ def upscale_file(
     ``int16`` or ``same``, scaled with ``scl_slope``).  Outputs keep the input's units
     (8/16-bit PNGs their bit depth) and are written atomically.
     """
-    request = Request.of(scale, size, spacing, axes, acquisition, batch, max_voxels, adapt)
+    request = Request.of(
+        scale, size, spacing, axes, acquisition, batch, max_voxels, adapt, ensemble
+    )
     plan = plan_file(Path(src), Path(dst), request, overwrite)
     return run_job(_as_model(model), Job(Path(src), Path(dst), plan), request, progress, dtype)
 
@@ -145,7 +148,7 @@ def run_job(
     done = f"metasrgan {__version__} x" + ",".join(str(f) for f in plan.factors)
     write_image(job.dst, MRImage(out.astype(np.float32), affine, (), job.src, image.header), bits,
                 done=done, dtype=dtype)  # fmt: skip
-    write_sidecar(job.dst, job.src, plan, model, dtype, request.adapt)  # every NIfTI output
+    write_sidecar(job.dst, job.src, plan, model, dtype, request.adapt, request.ensemble)
     return FileResult(job.src, job.dst, plan.in_shape, plan.out_shape, plan.factors, plan.notes)
 
 
@@ -156,6 +159,7 @@ def write_sidecar(
     model: nn.Module,
     dtype: str = "float32",
     adapt: int = 0,
+    ensemble: bool = False,
 ) -> None:
     """BIDS-style provenance next to a NIfTI output (atomic, like the image): the source,
     the exact factors and the model file with its SHA-256."""
@@ -166,7 +170,7 @@ def write_sidecar(
         return
     record = headers.super_resolution_record(
         headers.model_record_of(model), plan.factors, plan.in_shape, plan.out_shape,
-        dtype=dtype, adapt=adapt,
+        dtype=dtype, adapt=adapt, ensemble=ensemble,
     )  # fmt: skip
     headers.write_sidecar(side, headers.sidecar_content(record, [str(src)]))
 

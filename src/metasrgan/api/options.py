@@ -49,6 +49,8 @@ class Request:
         max_voxels: refuse outputs with more voxels than this.
         adapt: updates of self-supervised adaptation to the input before upscaling
             (:mod:`metasrgan.adapt`); 0: the model as it is.
+        ensemble: average the upscales of each slice's flipped and transposed copies
+            (:mod:`metasrgan.ensemble`; 4-8 times the work).
     """
 
     scale: Fraction | tuple[Fraction, Fraction] | None = None
@@ -59,6 +61,7 @@ class Request:
     batch: int | None = None
     max_voxels: int = DEFAULT_MAX_VOXELS
     adapt: int = 0
+    ensemble: bool = False
 
     @classmethod
     def of(
@@ -71,6 +74,7 @@ class Request:
         batch: int | None = None,
         max_voxels: int | None = None,
         adapt: int = 0,
+        ensemble: bool = False,
     ) -> Request:
         """Parse and check user values (strings as typed on the command line, or numbers)."""
         given = [name for name, v in (("scale", scale), ("size", size), ("spacing", spacing))
@@ -91,6 +95,7 @@ class Request:
                 "--max-voxels", DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, low=1
             ),
             adapt=check_int("--adapt", adapt, low=0, high=MAX_ADAPT_STEPS),
+            ensemble=check_bool("--ensemble", ensemble),
         )
 
 
@@ -188,6 +193,13 @@ def check_acquisition(value: str | None) -> str:
     value = "auto" if value is None else str(value)
     if value not in ACQUISITIONS:
         raise UsageError(f"--acquisition must be one of {', '.join(ACQUISITIONS)}; got {value!r}")
+    return value
+
+
+def check_bool(option: str, value) -> bool:
+    """A switch: ``True`` or ``False`` only (not a truthy string or number)."""
+    if not isinstance(value, bool):
+        raise UsageError(f"{option} is on or off (True or False), got {value!r}")
     return value
 
 

@@ -89,6 +89,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also evaluate each model adapted to each source for STEPS updates, as "
         "'upscale --adapt' does (fitted on the source's LR slices alone, once per scale)",
     )
+    parser.add_argument(
+        "--ensemble", action="store_true",
+        help="also evaluate each model (adapted ones included) as a self-ensemble, as "
+        "'upscale --ensemble' does",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, help="CPU threads for torch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps ...")
@@ -134,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
     evaluation.unique_labels(methods)
     if check_int("--adapt", args.adapt, low=0, high=MAX_ADAPT_STEPS):
         methods += [evaluation.adapted_method(m, args.adapt) for m in methods if m.model]
+    if args.ensemble:
+        methods += [evaluation.ensembled_method(m) for m in methods if m.model]
     for m in methods:
         if m.fixed_scale is not None and m.fixed_scale not in scales:
             log.info(
@@ -173,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         "crop_size": list(args.crop_size),
         "mask_threshold": args.mask_threshold,
         "adapt": args.adapt,
+        "ensemble": args.ensemble,
         "data_range": evaluation.DATA_RANGE,
         "scales": [evaluation.scale_label(s) for s in scales],
         "models": [

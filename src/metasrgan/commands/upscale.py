@@ -53,6 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="first fine-tune a copy of the model on pairs made from each input itself for "
         "STEPS updates (200: 9-100 s per volume measured on 2 CPU cores; 0: off, the default)",
     )  # fmt: skip
+    parser.add_argument(
+        "--ensemble", action="store_true",
+        help="average the upscales of each slice's flipped and transposed copies: a little "
+        "more fidelity (+0.09 dB on k-space input measured) for 8 times the work",
+    )  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     request = api.Request.of(
         args.scale, args.size, args.spacing, args.axes,
-        args.acquisition, args.batch, args.max_voxels, args.adapt,
+        args.acquisition, args.batch, args.max_voxels, args.adapt, args.ensemble,
     )  # fmt: skip
     threads, device = check_threads(args.threads), check_device(args.device)
     jobs = api.plan_inputs(Path(args.input), Path(args.output), request, args.overwrite)

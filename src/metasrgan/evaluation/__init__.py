@@ -14,6 +14,7 @@ from metasrgan.evaluation.methods import (
     bicubic_method,
     classical_method,
     classical_methods,
+    ensembled_method,
     load_method,
     unique_labels,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "by_source",
     "classical_method",
     "classical_methods",
+    "ensembled_method",
     "evaluate",
     "exact_hr_window",
     "exact_lr_shape",

@@ -29,6 +29,9 @@ class Method:
     """Updates of self-supervised adaptation (:mod:`metasrgan.adapt`) before each source's
     slices are upscaled at each scale: fitted on their low-resolution inputs only, as
     ``upscale --adapt`` fits on the scan it is given."""
+    ensemble: bool = False
+    """Each slice upscaled as the mean of its flipped and transposed copies' upscales, as
+    ``upscale --ensemble`` does (:mod:`metasrgan.ensemble`)."""
 
     @property
     def classical(self) -> bool:
@@ -91,6 +94,14 @@ def adapted_method(method: Method, steps: int) -> Method:
     if method.model is None or steps < 1:
         raise ValueError("only networks adapt, with at least one update")
     return dataclasses.replace(method, label=f"{method.label} +adapt {steps}", adapt=steps,
+                               notes=list(method.notes))  # fmt: skip
+
+
+def ensembled_method(method: Method) -> Method:
+    """``method``'s network as a self-ensemble, labelled ``+ensemble``."""
+    if method.model is None:
+        raise ValueError("only networks are ensembled (interpolations are symmetric)")
+    return dataclasses.replace(method, label=f"{method.label} +ensemble", ensemble=True,
                                notes=list(method.notes))  # fmt: skip
 
 

@@ -37,7 +37,8 @@ def upscale(
     shape: tuple[int, int],
     acquisition: str | None = None,
 ) -> torch.Tensor:
-    """``[B, 1, h, w]`` LR in [0, 1] -> ``[B, 1, *shape]`` clamped to [0, 1]."""
+    """``[B, 1, h, w]`` LR in [0, 1] -> ``[B, 1, *shape]`` clamped to [0, 1] (a self-ensemble
+    for methods with ``ensemble``)."""
     from metasrgan.inference import upscale_tensor
     from metasrgan.interpolation import interpolate
 
@@ -46,7 +47,8 @@ def upscale(
     model = method.model
     device = next(iter(model.parameters())).device
     extra = {"acquisition": acquisition} if getattr(model, "acquisitions", ()) else {}
-    out = upscale_tensor(model, lr.to(device), Scale2d.of(scale), shape, **extra)
+    out = upscale_tensor(model, lr.to(device), Scale2d.of(scale), shape, **extra,
+                         ensemble=method.ensemble)  # fmt: skip
     if tuple(out.shape[-2:]) != tuple(shape):
         raise ValueError(
             f"{method.label} returned {tuple(out.shape[-2:])} for an expected {tuple(shape)}"

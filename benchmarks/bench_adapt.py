@@ -8,7 +8,7 @@ low-resolution volume.  Scores: intensities over the reference's 99.5th percenti
 anatomy, clipped to [0, 1]; PSNR over the anatomy's voxels (reference above 5% of that
 range), SSIM over the same voxels of each axial slice (11x11 Gaussian window).
 
-    python -m benchmarks.bench_adapt --threads 2 --adapt 200 --csv rows.csv
+    python -m benchmarks.bench_adapt --threads 2 --adapt 200 --csv rows.csv [--ensemble]
 """
 
 from __future__ import annotations
@@ -82,6 +82,11 @@ def main(argv=None) -> int:
     p.add_argument("--volumes", nargs="+", default=list(VOLUMES), choices=list(VOLUMES))
     p.add_argument("--scales", type=float, nargs="+", default=[2.0, 3.0, 4.0])
     p.add_argument("--adapt", type=int, nargs="+", default=[200])
+    p.add_argument(
+        "--ensemble",
+        action="store_true",
+        help="also run each metasrgan row as a self-ensemble (upscale --ensemble)",
+    )
     p.add_argument("--model", default="shipped")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--csv", type=Path)
@@ -100,13 +105,16 @@ def main(argv=None) -> int:
         for s in args.scales:
             ref, lr = kspace_lr(hr, s)
             shape = ref.shape[:2]
-            runs = [(TITLES[m], m) for m in CLASSICAL] + [("metasrgan", 0)]
-            runs += [(f"metasrgan --adapt {n}", n) for n in args.adapt]
+            nets = [("metasrgan", 0)] + [(f"metasrgan --adapt {n}", n) for n in args.adapt]
+            if args.ensemble:
+                nets += [(f"{label} --ensemble", (n, True)) for label, n in nets]
+            runs = [(TITLES[m], m) for m in CLASSICAL] + nets
             for method, how in runs:
                 start = time.perf_counter()
-                if isinstance(how, int):  # updates of adaptation
+                if not isinstance(how, str):  # updates of adaptation, self-ensemble or not
+                    n, ens = how if isinstance(how, tuple) else (how, False)
                     out, _ = upscale(lr, scale=s, model=model, affine=affine,
-                                     acquisition="kspace", adapt=how)  # fmt: skip
+                                     acquisition="kspace", adapt=n, ensemble=ens)  # fmt: skip
                 else:
                     out = classical(lr, shape, how)
                 seconds = time.perf_counter() - start

@@ -107,3 +107,21 @@ def test_a_resampling_matrix_cached_at_inference_serves_autograd_later():
     x = torch.rand(37, 5, requires_grad=True)
     (cached @ x).sum().backward()  # refused for inference tensors
     assert x.grad is not None
+
+
+def test_kspace_passes_beyond_x2_learn_from_x2_pairs_if_the_slices_fit_their_own_scale():
+    from fractions import Fraction
+
+    from metasrgan.adapt import _fits, tasks_for
+    from metasrgan.registry import make
+
+    model = make(AWARE)
+    three, half, thick = tasks_for([((3, 3), False), ((1.5, 1.5), False), ((5, 1), True)],
+                                   model, "kspace")  # fmt: skip
+    assert (three.scale, three.target, three.degradation) == ((2, 2), (3, 3), "kspace")
+    assert (half.scale, half.target) == ((Fraction(3, 2),) * 2, None)
+    assert (thick.scale, thick.target, thick.degradation) == ((5, 1), None, "thick")
+    assert _fits(three, (64, 64))
+    x4 = tasks_for([((4, 4), False)], model, "kspace")[0]
+    with pytest.warns(UserWarning, match="too small to adapt to 4x4"):
+        assert not _fits(x4, (32, 24))  # x2 pairs would fit (16x12), the pass's x4 not (8x6)

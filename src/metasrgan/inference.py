@@ -135,7 +135,7 @@ def upscale_tensor(
     :class:`NonFiniteOutputError` when the model's output has NaN or Inf values.
 
     ``ensemble``: the mean of the upscales of the batch's flipped and transposed copies
-    (:mod:`metasrgan.ensemble`; 4-8 times the work).
+    (:mod:`metasrgan.ensemble`; 4-9 times the time).
     """
     scale = Scale2d.of(scale)
     if ensemble:

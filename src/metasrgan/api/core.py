@@ -252,7 +252,7 @@ def upscale(
             from the input itself (:mod:`metasrgan.adapt`; 200 is a good start; numpy and
             nibabel inputs); 0 uses the model as it is.
         ensemble: average the upscales of each slice's flipped and transposed copies
-            (:mod:`metasrgan.ensemble`): a little more fidelity for 4-8 times the work.
+            (:mod:`metasrgan.ensemble`): a little more fidelity for 4-9 times the time.
 
     Exactly one of ``scale``, ``size`` and ``spacing`` is given.  Runs under
     ``torch.inference_mode()``; raises :class:`UsageError` for requests that do not fit the

@@ -50,7 +50,7 @@ class Request:
         adapt: updates of self-supervised adaptation to the input before upscaling
             (:mod:`metasrgan.adapt`); 0: the model as it is.
         ensemble: average the upscales of each slice's flipped and transposed copies
-            (:mod:`metasrgan.ensemble`; 4-8 times the work).
+            (:mod:`metasrgan.ensemble`; 4-9 times the time).
     """
 
     scale: Fraction | tuple[Fraction, Fraction] | None = None

@@ -376,7 +376,7 @@ def main() -> None:  # a script's straight-line recipe: package, evaluate, write
         "- Slower modes fit a scan better: `--ensemble` (the mean over the slice's flips and "
         "transposes, about 9x the time) and `--adapt 200` (fine-tuned on the scan itself).  "
         "On the clean k-space rows above, measured with these weights: +0.70 dB with the "
-        "ensemble, +1.00 adapted, +1.10 with both, better at every scale "
+        "ensemble, +1.05 adapted, +1.15 with both, better at every scale "
         '(`benchmarks/README.md`, "Self-ensemble").',
         "- Fidelity-oriented (L1): no GAN/perceptual stage, so textures are not hallucinated; "
         "the paper's GAN recipe is `configs/paper.yaml`.",

@@ -350,3 +350,27 @@ def test_evaluate_cli_ensembles_on_request(tmp_path, models):
     assert {"tiny", "tiny +ensemble"} <= {r["method"] for r in rows}
     assert not any(r["method"].startswith("Bicubic +") for r in rows)  # networks only
     assert '"ensemble": true' in (out / "evaluation.json").read_text()
+
+
+def test_a_method_and_its_self_ensemble_share_one_adaptation(monkeypatch):
+    """``--adapt N --ensemble``: the ``+adapt N +ensemble`` rows ensemble the very network
+    the ``+adapt N`` rows used, adapted once per source and scale."""
+    import metasrgan.adapt as adapt
+
+    images = evaluation.load_images("samples", max_images=2)  # one scan, two slices
+    method = evaluation.load_method("shipped", label="net")
+    adapted = evaluation.adapted_method(method, 2)
+    calls, real = [], adapt.adapt_model
+
+    def counting(model, slices, tasks, options, progress=False):
+        calls.append(model)
+        return real(model, slices, tasks, options, progress)
+
+    monkeypatch.setattr(adapt, "adapt_model", counting)
+    rows = evaluation.evaluate(
+        images, [method, adapted, evaluation.ensembled_method(adapted)], [Fraction(2)],
+        degradation="kspace", crop_size=(64, 64), progress=False,
+    )  # fmt: skip
+    assert len(calls) == len({im.name.split(":")[0] for im in images})
+    labels = {r["method"] for r in rows}
+    assert labels == {"net", "net +adapt 2", "net +adapt 2 +ensemble"}

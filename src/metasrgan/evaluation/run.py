@@ -56,17 +56,22 @@ def upscale(
     return out.float().cpu()
 
 
-def _adapted(method: Method, batches: Sequence[Prepared], chain) -> Method:
+def _adapted(method: Method, batches: Sequence[Prepared], chain, fitted: dict) -> Method:
     """``method`` with its network adapted to the LR inputs of one source at one scale
-    (every slice of it being evaluated), by the pairs ``upscale --adapt`` would make."""
+    (every slice of it being evaluated), by the pairs ``upscale --adapt`` would make.
+    ``fitted`` holds this source and scale's adapted networks by (network, updates), so a
+    method and its self-ensemble share one adaptation."""
     from metasrgan.adapt import AdaptOptions, adapt_model, tasks_for
     from metasrgan.degradations import ACQUISITIONS
 
-    lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
-    through = ACQUISITIONS[chain.acquisition].through_plane
-    tasks = tasks_for([(batches[0].scale.fractions, through)], method.model, batches[0].acquisition)
-    net = adapt_model(method.model, lr, tasks, AdaptOptions(steps=method.adapt))
-    return dataclasses.replace(method, model=net)
+    key = (id(method.model), method.adapt)
+    if key not in fitted:
+        lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
+        through = ACQUISITIONS[chain.acquisition].through_plane
+        pair = batches[0].scale.fractions
+        tasks = tasks_for([(pair, through)], method.model, batches[0].acquisition)
+        fitted[key] = adapt_model(method.model, lr, tasks, AdaptOptions(steps=method.adapt))
+    return dataclasses.replace(method, model=fitted[key])
 
 
 def evaluate(
@@ -110,7 +115,8 @@ def evaluate(
         for scale in scales:
             batches = [prepare(hr, scale, chain, seed=c[0])
                        for hr, c in zip(hr_full, chunks, strict=True)]  # fmt: skip
-            runs = [_adapted(m, batches, chain) if m.adapt else m for m in methods
+            fitted: dict = {}
+            runs = [_adapted(m, batches, chain, fitted) if m.adapt else m for m in methods
                     if m.runs_at(scale)]  # fmt: skip
             for chunk, batch in zip(chunks, batches, strict=True):
                 hr_np = batch.hr[:, 0].numpy().astype(np.float64)

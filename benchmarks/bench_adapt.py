@@ -105,14 +105,15 @@ def main(argv=None) -> int:
         for s in args.scales:
             ref, lr = kspace_lr(hr, s)
             shape = ref.shape[:2]
-            nets = [("metasrgan", 0)] + [(f"metasrgan --adapt {n}", n) for n in args.adapt]
+            nets = [("metasrgan", (0, False))]  # (updates of adaptation, self-ensemble)
+            nets += [(f"metasrgan --adapt {n}", (n, False)) for n in args.adapt]
             if args.ensemble:
-                nets += [(f"{label} --ensemble", (n, True)) for label, n in nets]
+                nets += [(f"{label} --ensemble", (n, True)) for label, (n, _) in nets]
             runs = [(TITLES[m], m) for m in CLASSICAL] + nets
             for method, how in runs:
                 start = time.perf_counter()
-                if not isinstance(how, str):  # updates of adaptation, self-ensemble or not
-                    n, ens = how if isinstance(how, tuple) else (how, False)
+                if isinstance(how, tuple):
+                    n, ens = how
                     out, _ = upscale(lr, scale=s, model=model, affine=affine,
                                      acquisition="kspace", adapt=n, ensemble=ens)  # fmt: skip
                 else:

@@ -37,7 +37,7 @@ def app_run(tmp_path_factory):
     handler = _Records()
     logging.getLogger("metasrgan").addHandler(handler)
     try:
-        code = main(["bids", str(raw), str(out), "participant", "--scale", "2"])
+        code = main(["bids", str(raw), str(out), "participant", "--scale", "2", "--adapt", "0"])
     finally:
         logging.getLogger("metasrgan").removeHandler(handler)
     return raw, out, code, handler.messages
@@ -124,14 +124,14 @@ def test_rerun_skips_done_participants_and_overwrite_redoes(app_run, tmp_path):
     raw, out, _, _ = app_run
     target = out / _derivative(ANATOMICAL[0])
     before = target.stat().st_mtime_ns
-    assert main(["bids", str(raw), str(out), "participant", "--scale", "2",
+    assert main(["bids", str(raw), str(out), "participant", "--scale", "2", "--adapt", "0",
                  "--participant-label", "01"]) == 0  # fmt: skip
     assert target.stat().st_mtime_ns == before
     # other settings on existing outputs: refused without --overwrite
-    assert main(["bids", str(raw), str(out), "participant", "--scale", "2", "--dtype", "int16",
-                 "--participant-label", "01", "-qq"]) == 1  # fmt: skip
+    assert main(["bids", str(raw), str(out), "participant", "--scale", "2", "--adapt", "0",
+                 "--dtype", "int16", "--participant-label", "01", "-qq"]) == 1  # fmt: skip
     assert target.stat().st_mtime_ns == before
-    assert main(["bids", str(raw), str(out), "participant", "--scale", "2",
+    assert main(["bids", str(raw), str(out), "participant", "--scale", "2", "--adapt", "0",
                  "--participant-label", "sub-01", "--overwrite", "-q"]) == 0  # fmt: skip
     assert target.stat().st_mtime_ns != before
     assert nib.load(target).get_data_dtype() == np.float32
@@ -140,7 +140,7 @@ def test_rerun_skips_done_participants_and_overwrite_redoes(app_run, tmp_path):
 def test_labels_sessions_and_suffixes_select(tmp_path):
     raw = make_bids_dataset(tmp_path / "raw")
     out = tmp_path / "out"
-    assert main(["bids", str(raw), str(out), "participant", "--scale", "1.5",
+    assert main(["bids", str(raw), str(out), "participant", "--scale", "1.5", "--adapt", "0",
                  "--participant-label", "02", "--session-label", "01", "--suffix", "T2w",
                  "--dtype", "int16"]) == 0  # fmt: skip
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))
@@ -171,7 +171,7 @@ def test_spacing_adds_res_entity_and_skips_scans_already_fine(tmp_path):
     logging.getLogger("metasrgan").addHandler(handler)
     try:
         assert main(["bids", str(raw), str(out), "participant", "--spacing", "0.5",
-                     "--participant-label", "01", "03"]) == 0  # fmt: skip
+                     "--adapt", "0", "--participant-label", "01", "03"]) == 0  # fmt: skip
     finally:
         logging.getLogger("metasrgan").removeHandler(handler)
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.nii.gz"))
@@ -188,7 +188,7 @@ def test_n_jobs_gives_the_same_outputs(app_run, tmp_path):
     raw, out, _, _ = app_run
     par = tmp_path / "parallel"
     assert main(["bids", str(raw), str(par), "participant", "--scale", "2", "--n-jobs", "2",
-                 "--threads", "1"]) == 0  # fmt: skip
+                 "--threads", "1", "--adapt", "0"]) == 0  # fmt: skip
     for rel in ANATOMICAL:
         a = nib.load(out / _derivative(rel)).get_fdata()
         b = nib.load(par / _derivative(rel)).get_fdata()

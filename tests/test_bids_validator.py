@@ -53,7 +53,7 @@ def spacing_run(tmp_path_factory):
     raw = make_bids_dataset(tmp_path_factory.mktemp("bids") / "raw")
     out = raw / "derivatives" / "metasrgan"
     assert main(["bids", str(raw), str(out), "participant", "--spacing", "0.5", "--dtype",
-                 "int16", "--participant-label", "01", "-q"]) == 0  # fmt: skip
+                 "int16", "--participant-label", "01", "--adapt", "0", "-q"]) == 0  # fmt: skip
     return out
 
 
@@ -65,10 +65,15 @@ def _check_clean(out: Path) -> None:
     assert "README_FILE_MISSING" not in codes
 
 
-def test_derivatives_at_a_scale_pass_the_validator(tmp_path):
+def test_derivatives_at_a_scale_pass_the_validator(tmp_path, monkeypatch):
+    """At the default ``--adapt auto`` (fewer updates here): sidecars that record them."""
+    monkeypatch.setattr("metasrgan.adapt.AUTO_STEPS", 2)
     raw = make_bids_dataset(tmp_path / "raw")
     out = raw / "derivatives" / "metasrgan"
     assert main(["bids", str(raw), str(out), "participant", "--scale", "2.5", "-q"]) == 0
+    sidecars = [json.loads(p.read_text()) for p in out.rglob("sub-*.json")]
+    assert {s["SuperResolution"]["Settings"]["Adapt"] for s in sidecars} == {"auto"}
+    assert 2 in {s["SuperResolution"].get("AdaptationUpdates") for s in sidecars}
     _check_clean(out)
 
 

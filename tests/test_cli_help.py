@@ -63,7 +63,7 @@ def test_quiet_and_verbose_reach_the_logger(tmp_path, capsys):
 
     raw = make_bids_dataset(tmp_path / "raw")
     args = ["bids", str(raw), str(tmp_path / "out"), "participant", "--scale", "2",
-            "--participant-label", "03"]  # fmt: skip
+            "--participant-label", "03", "--adapt", "0"]  # fmt: skip
     assert main([*args, "-q"]) == 0
     assert capsys.readouterr().err == ""
     assert main(args) == 0  # a rerun: already done, said at INFO
@@ -82,7 +82,7 @@ def test_upscale_notes_go_through_logging(tmp_path, capsys):
 
     src = sample_path("mr_small_pydicom")  # 64 x 2.3 = 147.2: the command notes it
     args = ["upscale", str(src), "--scale", "2.3", "-o", str(tmp_path / "a.nii.gz"),
-            "--no-progress", "--overwrite"]  # fmt: skip
+            "--no-progress", "--overwrite", "--adapt", "0"]  # fmt: skip
     assert main(args) == 0
     assert "note: mr_small_pydicom.nii.gz: axis 0" in capsys.readouterr().err
     assert main([*args, "-q"]) == 0

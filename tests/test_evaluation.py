@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import sys
 import types
@@ -296,6 +297,8 @@ def test_adapted_models_fit_each_sources_low_resolution_slices_alone(monkeypatch
 
     images = evaluation.load_images("samples", max_images=4)  # two scans, two slices each
     method = evaluation.load_method("shipped", label="net")
+    assert method.adapt == "auto"  # as upscale's default
+    method.adapt = 0
     before = {k: v.clone() for k, v in method.model.state_dict().items()}
     seen, real = [], adapt.adapt_model
 
@@ -334,10 +337,10 @@ def test_evaluate_cli_adapts_on_request(tmp_path, models, capsys):
             "-o", str(out)]  # fmt: skip
     assert main([*base, "--adapt", "-1"]) == 2
     assert "--adapt" in capsys.readouterr().err
-    assert main([*base, "--adapt", "2", "--degradation", "kspace"]) == 0
+    assert main([*base, "--adapt", "auto", "0", "2", "--degradation", "kspace"]) == 0
     methods = {r["method"] for r in _read_csv(out / "table.csv")}
-    assert {"tiny", "tiny +adapt 2"} <= methods
-    assert '"adapt": 2' in (out / "evaluation.json").read_text()
+    assert {"tiny", "tiny +adapt 0", "tiny +adapt 2"} <= methods  # auto: upscale's default
+    assert json.loads((out / "evaluation.json").read_text())["adapt"] == ["auto", 0, 2]
 
 
 def test_evaluate_cli_ensembles_on_request(tmp_path, models):
@@ -359,6 +362,7 @@ def test_a_method_and_its_self_ensemble_share_one_adaptation(monkeypatch):
 
     images = evaluation.load_images("samples", max_images=2)  # one scan, two slices
     method = evaluation.load_method("shipped", label="net")
+    method.adapt = 0
     adapted = evaluation.adapted_method(method, 2)
     calls, real = [], adapt.adapt_model
 

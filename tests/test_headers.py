@@ -216,7 +216,9 @@ def test_sidecar_written_atomically_with_inherited_fields(tmp_path):
 
 
 def test_upscale_writes_derived_headers_dtype_and_sidecar_for_2d(tmp_path):
-    """``metasrgan upscale --dtype int16`` on the bundled one-slice clinical MR (2D)."""
+    """``metasrgan upscale --dtype int16`` on the bundled one-slice clinical MR (2D): clean
+    k-space, so the default adapts to it first and the sidecar says so."""
+    from metasrgan.adapt import AUTO_STEPS
     from metasrgan.cli import main
     from metasrgan.inference import shipped_model_path
 
@@ -232,6 +234,7 @@ def test_upscale_writes_derived_headers_dtype_and_sidecar_for_2d(tmp_path):
     sha = hashlib.sha256(shipped_model_path().read_bytes()).hexdigest()
     assert side["SuperResolution"]["Model"]["SHA256"] == sha
     assert side["SuperResolution"]["OutputDataType"] == "int16"
+    assert side["SuperResolution"]["AdaptationUpdates"] == AUTO_STEPS
 
 
 def test_upscaled_dicom_series_gets_codes_1_1(tmp_path):

@@ -161,26 +161,29 @@ def run_plan(
     plan: UpscalePlan,
     request: Request,
     progress: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, int]:
     """Carry out ``plan`` on ``data`` (in any units); returns float32 data in the same
-    units and the output's affine (None when the input has none)."""
+    units, the output's affine (None when the input has none) and the updates of
+    adaptation the model had first (0: the model as it is)."""
     from metasrgan.inference import upscale_image
     from metasrgan.volume import upscale_volume
 
     data = np.asarray(data, dtype=np.float32)
     if tuple(data.shape) != plan.in_shape:
         raise ValueError(f"the data have shape {data.shape}, the plan {plan.in_shape}")
-    if request.adapt:
-        model = adapted(model, data, plan, request, progress)
+    model, updates = adapted(model, data, plan, request, progress)
     if plan.is_volume:
-        return upscale_volume(model, data, affine, plan.volume, request.batch, progress,
-                              request.acquisition, ensemble=request.ensemble)  # fmt: skip
+        out, new_affine = upscale_volume(model, data, affine, plan.volume, request.batch,
+                                         progress, request.acquisition,
+                                         ensemble=request.ensemble)  # fmt: skip
+        return out, new_affine, updates
     out = upscale_image(model, _image_2d(data), plan.scale2d, plan.size,
                         acquisition=request.acquisition, ensemble=request.ensemble)  # fmt: skip
     out = out.reshape(plan.out_shape)
     if affine is None:
-        return out, None
-    return out, scaled_affine(affine, tuple(float(f) for f in plan.factors[:2]) + (1.0,))
+        return out, None, updates
+    factors = tuple(float(f) for f in plan.factors[:2]) + (1.0,)
+    return out, scaled_affine(affine, factors), updates
 
 
 def _image_2d(data: np.ndarray) -> np.ndarray:
@@ -190,23 +193,29 @@ def _image_2d(data: np.ndarray) -> np.ndarray:
 
 def adapted(
     model: nn.Module, data: np.ndarray, plan: UpscalePlan, request: Request, progress: bool
-) -> nn.Module:
-    """``model`` fine-tuned for ``request.adapt`` updates on pairs made from ``data`` for
-    the passes of ``plan`` (:mod:`metasrgan.adapt`), in the intensities the passes use."""
-    from metasrgan.adapt import AdaptOptions, adapt_model, tasks_for
+) -> tuple[nn.Module, int]:
+    """``model`` fine-tuned on pairs made from ``data`` for the passes of ``plan`` as
+    ``request.adapt`` says (:func:`metasrgan.adapt.adaptation`), in the intensities the
+    passes use, and the updates it had (0 and ``model`` itself when none)."""
+    from metasrgan.adapt import adapt_model, adaptation
     from metasrgan.geometry import stack_of_slices
     from metasrgan.intensity import IntensityMap
     from metasrgan.volume import volume_passes
 
+    if not request.adapt:
+        return model, 0
     if plan.is_volume:
         passes = [(pair, through) for _, pair, through in volume_passes(plan.volume)]
         slices = stack_of_slices(data, plan.volume.through)  # the two fine axes
     else:
         passes = [(plan.scale2d.fractions, False)]
         slices = _image_2d(data)[None]
+    options, tasks = adaptation(request.adapt, passes, model, request.acquisition)
+    if not tasks:
+        return model, 0
     unit = IntensityMap.fit(data).apply(slices)
-    tasks = tasks_for(passes, model, request.acquisition)
-    return adapt_model(model, unit, tasks, AdaptOptions(steps=request.adapt), progress)
+    net = adapt_model(model, unit, tasks, options, progress)
+    return net, (0 if net is model else options.steps)
 
 
 def upscale(
@@ -222,7 +231,7 @@ def upscale(
     batch: int | None = None,
     max_voxels: int | None = None,
     progress: bool = False,
-    adapt: int = 0,
+    adapt: int | str = "auto",
     ensemble: bool = False,
 ):
     """Super-resolve an image, a volume or a batch of tensors.
@@ -249,8 +258,9 @@ def upscale(
         max_voxels: refuse outputs larger than this (default
             :data:`~metasrgan.api.options.DEFAULT_MAX_VOXELS`).
         adapt: first fine-tune a copy of the model for this many updates on pairs made
-            from the input itself (:mod:`metasrgan.adapt`; 200 is a good start; numpy and
-            nibabel inputs); 0 uses the model as it is.
+            from the input itself (:mod:`metasrgan.adapt`; numpy and nibabel inputs); 0
+            uses the model as it is; ``"auto"`` (the default) adapts clean in-plane
+            k-space input only, for :data:`metasrgan.adapt.AUTO_STEPS` updates.
         ensemble: average the upscales of each slice's flipped and transposed copies
             (:mod:`metasrgan.ensemble`): a little more fidelity for 4-9 times the time.
 
@@ -270,7 +280,7 @@ def upscale(
     plan = plan_upscale(x.shape, affine, request, "array")
     net = _as_model(model)
     check_model(net, request)
-    out, new_affine = run_plan(net, x, affine, plan, request, progress)
+    out, new_affine, _ = run_plan(net, x, affine, plan, request, progress)
     return out if affine is None else (out, new_affine)
 
 
@@ -288,7 +298,7 @@ def _upscale_nibabel(model: nn.Module, img, request: Request, progress: bool):
         data = data[..., 0]
     plan = plan_upscale(data.shape, img.affine, request, "image")
     check_model(model, request)
-    out, affine = run_plan(model, data, img.affine, plan, request, progress)
+    out, affine, _ = run_plan(model, data, img.affine, plan, request, progress)
     # the writer's header rules (sform/qform codes, zooms, float32), in memory
     payload = _nifti_bytes(MRImage(out, affine, header=img.header), out)
     return nib.Nifti1Image.from_bytes(payload)

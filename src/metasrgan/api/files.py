@@ -28,10 +28,14 @@ class FileResult:
     out_shape: tuple[int, ...]
     factors: tuple[Fraction, ...]
     notes: tuple[str, ...] = ()
+    updates: int = 0
+    """Updates of adaptation to the input the model had first (0: as it is)."""
 
     def summary(self) -> str:
         factors = ", ".join(str(f) for f in self.factors)
-        return f"{self.src} -> {self.dst}  {self.in_shape} -> {self.out_shape} (factors {factors})"
+        adapted = f", adapted to it: {self.updates} updates" if self.updates else ""
+        return (f"{self.src} -> {self.dst}  {self.in_shape} -> {self.out_shape} "
+                f"(factors {factors}{adapted})")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,7 +109,7 @@ def upscale_file(
     batch: int | None = None,
     progress: bool = False,
     dtype: str = "float32",
-    adapt: int = 0,
+    adapt: int | str = "auto",
     ensemble: bool = False,
 ) -> FileResult:
     """Upscale the image or volume in ``src`` (NIfTI, DICOM, PNG/TIFF/JPEG, ``.npy``) into
@@ -139,7 +143,7 @@ def run_job(
     if plan is None or tuple(image.shape) != plan.in_shape:  # the header said otherwise
         plan = plan_upscale(image.shape, image.affine, request, str(job.src))
         check_output(job.src, job.dst, plan.is_volume, overwrite=True)
-    out, affine = run_plan(model, image.array, image.affine, plan, request, progress)
+    out, affine, updates = run_plan(model, image.array, image.affine, plan, request, progress)
     bits = 16 if image.source_dtype == "uint16" else 8
     integer_picture = suffix_of(job.dst) in (".png", ".jpg", ".jpeg")
     if image.source_dtype in ("uint8", "uint16") and integer_picture:
@@ -148,8 +152,9 @@ def run_job(
     done = f"metasrgan {__version__} x" + ",".join(str(f) for f in plan.factors)
     write_image(job.dst, MRImage(out.astype(np.float32), affine, (), job.src, image.header), bits,
                 done=done, dtype=dtype)  # fmt: skip
-    write_sidecar(job.dst, job.src, plan, model, dtype, request.adapt, request.ensemble)
-    return FileResult(job.src, job.dst, plan.in_shape, plan.out_shape, plan.factors, plan.notes)
+    write_sidecar(job.dst, job.src, plan, model, dtype, updates, request.ensemble)
+    return FileResult(job.src, job.dst, plan.in_shape, plan.out_shape, plan.factors, plan.notes,
+                      updates)  # fmt: skip
 
 
 def write_sidecar(
@@ -158,11 +163,12 @@ def write_sidecar(
     plan: UpscalePlan,
     model: nn.Module,
     dtype: str = "float32",
-    adapt: int = 0,
+    updates: int = 0,
     ensemble: bool = False,
 ) -> None:
     """BIDS-style provenance next to a NIfTI output (atomic, like the image): the source,
-    the exact factors and the model file with its SHA-256."""
+    the exact factors, the model file with its SHA-256 and the updates of adaptation to
+    the input it had first."""
     from metasrgan import headers
 
     side = sidecar_of(dst)
@@ -170,7 +176,7 @@ def write_sidecar(
         return
     record = headers.super_resolution_record(
         headers.model_record_of(model), plan.factors, plan.in_shape, plan.out_shape,
-        dtype=dtype, adapt=adapt, ensemble=ensemble,
+        dtype=dtype, adapt=updates, ensemble=ensemble,
     )  # fmt: skip
     headers.write_sidecar(side, headers.sidecar_content(record, [str(src)]))
 

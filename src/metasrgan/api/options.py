@@ -26,6 +26,9 @@ BYTES_PER_OUTPUT_VOXEL = 12
 
 MAX_BATCH = 4096
 MAX_ADAPT_STEPS = 100_000
+ADAPT_AUTO = "auto"
+"""``--adapt auto`` (the default): adapt where it was measured to pay (clean in-plane
+k-space; :data:`metasrgan.adapt.AUTO_STEPS`), use the model as it is elsewhere."""
 VOLUME_SUFFIXES = (".nii.gz", ".nii")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".npy", ".nii.gz", ".nii")
 
@@ -48,7 +51,8 @@ class Request:
         batch: the most slices per forward pass (volumes); None: as many as memory allows.
         max_voxels: refuse outputs with more voxels than this.
         adapt: updates of self-supervised adaptation to the input before upscaling
-            (:mod:`metasrgan.adapt`); 0: the model as it is.
+            (:mod:`metasrgan.adapt`); 0: the model as it is; ``"auto"``: see
+            :data:`ADAPT_AUTO`.
         ensemble: average the upscales of each slice's flipped and transposed copies
             (:mod:`metasrgan.ensemble`; 4-9 times the time).
     """
@@ -60,7 +64,7 @@ class Request:
     acquisition: str = "auto"
     batch: int | None = None
     max_voxels: int = DEFAULT_MAX_VOXELS
-    adapt: int = 0
+    adapt: int | str = ADAPT_AUTO
     ensemble: bool = False
 
     @classmethod
@@ -73,7 +77,7 @@ class Request:
         acquisition: str | None = "auto",
         batch: int | None = None,
         max_voxels: int | None = None,
-        adapt: int = 0,
+        adapt: int | str = ADAPT_AUTO,
         ensemble: bool = False,
     ) -> Request:
         """Parse and check user values (strings as typed on the command line, or numbers)."""
@@ -94,7 +98,7 @@ class Request:
             max_voxels=check_int(
                 "--max-voxels", DEFAULT_MAX_VOXELS if max_voxels is None else max_voxels, low=1
             ),
-            adapt=check_int("--adapt", adapt, low=0, high=MAX_ADAPT_STEPS),
+            adapt=check_adapt(adapt),
             ensemble=check_bool("--ensemble", ensemble),
         )
 
@@ -211,6 +215,17 @@ def check_int(option: str, value, low: int, high: int | None = None) -> int:
         bound = f"at least {low}" if high is None else f"between {low} and {high}"
         raise UsageError(f"{option} must be {bound}, got {value}")
     return value
+
+
+def check_adapt(value) -> int | str:
+    """``--adapt``: ``"auto"`` or a number of updates (``"200"`` as typed is 200)."""
+    if isinstance(value, str) and value.strip().lower() == ADAPT_AUTO:
+        return ADAPT_AUTO
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, str):
+        raise UsageError(f"--adapt takes 'auto' or a number of updates, got {value!r}")
+    return check_int("--adapt", value, low=0, high=MAX_ADAPT_STEPS)
 
 
 def check_threads(value: int) -> int:

@@ -39,18 +39,23 @@ class AppSettings:
     device: str = "auto"
     batch: int = 1
     overwrite: bool = False
+    adapt: int | str = "auto"
+    """Adaptation to each scan (``--adapt``, :mod:`metasrgan.adapt`)."""
 
     def __post_init__(self) -> None:
+        from metasrgan.api.options import check_adapt
         from metasrgan.headers import DTYPES
 
         if (self.scale is None) == (self.spacing is None):
             raise ValueError("give exactly one of --scale and --spacing")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype is one of {', '.join(DTYPES)}; got {self.dtype!r}")
+        object.__setattr__(self, "adapt", check_adapt(self.adapt))  # frozen
 
     def record(self) -> dict[str, Any]:
         """What a rerun compares to decide that an output is already done."""
-        return {"Scale": self.scale, "Spacing": self.spacing, "DataType": self.dtype}
+        return {"Scale": self.scale, "Spacing": self.spacing, "DataType": self.dtype,
+                "Adapt": self.adapt}  # fmt: skip
 
 
 @dataclass
@@ -121,21 +126,23 @@ def _skip_reason(shape: tuple[int, ...], zooms: tuple[float, ...], settings: App
 
 
 def _super_resolve(model, scan: RawScan, settings: AppSettings):
-    """Upscale one scan with :func:`metasrgan.api.upscale`; returns the output image (header
-    derived from the scan's) and the ``SuperResolution`` record."""
+    """Upscale one scan as :func:`metasrgan.api.upscale` does; returns the output image
+    (header derived from the scan's) and the ``SuperResolution`` record."""
     from metasrgan import __version__, api
+    from metasrgan.api.core import check_model, run_plan
     from metasrgan.data.io import read_image
     from metasrgan.geometry import spacing_of
     from metasrgan.headers import derived_image, super_resolution_record
 
     image = read_image(scan.path)
     data = image.array if image.array.ndim == 3 else image.array[..., None]
-    request = api.Request.of(scale=settings.scale, spacing=settings.spacing, batch=settings.batch)
+    request = api.Request.of(scale=settings.scale, spacing=settings.spacing, batch=settings.batch,
+                             adapt=settings.adapt)  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         plan = api.plan_upscale(data.shape, image.affine, request, scan.relpath)
-        out, affine = api.upscale(data, settings.scale, spacing=settings.spacing, model=model,
-                                  affine=image.affine, batch=settings.batch)  # fmt: skip
+        check_model(model, request)
+        out, affine, updates = run_plan(model, data, image.affine, plan, request)
     for message in dict.fromkeys(str(w.message) for w in caught):
         log.warning("%s: %s", scan.relpath, message)
     for note in plan.notes:
@@ -144,7 +151,7 @@ def _super_resolve(model, scan: RawScan, settings: AppSettings):
     img = derived_image(out, affine, image.header, done, settings.dtype)
     record = super_resolution_record(
         getattr(model, "record", {}), plan.factors, data.shape, out.shape,
-        spacing_of(image.affine), spacing_of(affine), settings.dtype,
+        spacing_of(image.affine), spacing_of(affine), settings.dtype, adapt=updates,
     )  # fmt: skip
     return img, record
 

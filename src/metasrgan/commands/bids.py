@@ -78,6 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(scl_slope/scl_inter keep the values)",
     )
     parser.add_argument("--model", help="model file (.safetensors); default: the shipped model")
+    parser.add_argument(
+        "--adapt", default="auto", metavar="STEPS",
+        help="updates of adaptation to each scan before it is upscaled (as 'upscale "
+        "--adapt'); 0: the model as it is; auto (default): clean in-plane k-space only",
+    )  # fmt: skip
     parser.add_argument("--overwrite", action="store_true", help="redo participants already done")
     parser.add_argument(
         "--n-jobs",
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         device=args.device,
         overwrite=args.overwrite,
+        adapt=args.adapt,
     )
     results = run_app(
         args.bids_dir,

@@ -83,11 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-images", type=int, help="evaluate this many slices, evenly spaced")
     parser.add_argument(
         "--adapt",
-        type=int,
-        default=0,
+        nargs="+",
+        default=["auto"],
         metavar="STEPS",
-        help="also evaluate each model adapted to each source for STEPS updates, as "
-        "'upscale --adapt' does (fitted on the source's LR slices alone, once per scale)",
+        help="evaluate each model adapted to each source as 'upscale --adapt STEPS' does "
+        "(fitted on the source's LR slices alone, once per scale), one row per value: auto "
+        "(the default, as upscale's), 0 (the model as it is) or a number of updates",
     )
     parser.add_argument(
         "--ensemble", action="store_true",
@@ -114,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from metasrgan import __version__, evaluation
-    from metasrgan.api.options import MAX_ADAPT_STEPS, check_int
+    from metasrgan.api.options import check_adapt
     from metasrgan.inference import pick_device
 
     if args.threads:
@@ -137,8 +138,10 @@ def run(args: argparse.Namespace) -> int:
         label = args.labels[k] if args.labels else None
         methods.append(evaluation.load_method(source, device, label))
     evaluation.unique_labels(methods)
-    if check_int("--adapt", args.adapt, low=0, high=MAX_ADAPT_STEPS):
-        methods += [evaluation.adapted_method(m, args.adapt) for m in methods if m.model]
+    adapts = list(dict.fromkeys(check_adapt(a) for a in args.adapt))
+    methods = [variant for m in methods
+               for variant in ([m] if m.classical else
+                               [evaluation.adapted_method(m, a) for a in adapts])]  # fmt: skip
     if args.ensemble:
         methods += [evaluation.ensembled_method(m) for m in methods if m.model]
     for m in methods:
@@ -179,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
         "through_plane_scales": [evaluation.scale_label(s) for s in through],
         "crop_size": list(args.crop_size),
         "mask_threshold": args.mask_threshold,
-        "adapt": args.adapt,
+        "adapt": adapts,
         "ensemble": args.ensemble,
         "data_range": evaluation.DATA_RANGE,
         "scales": [evaluation.scale_label(s) for s in scales],

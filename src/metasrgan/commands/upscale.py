@@ -49,9 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "half a step)",
     )  # fmt: skip
     parser.add_argument(
-        "--adapt", type=int, default=0, metavar="STEPS",
+        "--adapt", default="auto", metavar="STEPS",
         help="first fine-tune a copy of the model on pairs made from each input itself for "
-        "STEPS updates (200: 9-100 s per volume measured on 2 CPU cores; 0: off, the default)",
+        "STEPS updates (200: 9-100 s per volume measured on 2 CPU cores); 0: the model as it "
+        "is (fastest); auto (the default): 200 updates for clean in-plane k-space input, "
+        "none otherwise",
     )  # fmt: skip
     parser.add_argument(
         "--ensemble", action="store_true",

@@ -25,10 +25,11 @@ class Method:
     source: str = "bicubic"
     notes: list[str] = field(default_factory=list)
     interpolation: str | None = None
-    adapt: int = 0
-    """Updates of self-supervised adaptation (:mod:`metasrgan.adapt`) before each source's
-    slices are upscaled at each scale: fitted on their low-resolution inputs only, as
-    ``upscale --adapt`` fits on the scan it is given."""
+    adapt: int | str = 0
+    """Self-supervised adaptation (:mod:`metasrgan.adapt`) before each source's slices are
+    upscaled at each scale: ``"auto"`` or a number of updates, fitted on their
+    low-resolution inputs only, as ``upscale --adapt`` fits on the scan it is given.
+    Networks get ``upscale``'s default, ``"auto"``."""
     ensemble: bool = False
     """Each slice upscaled as the mean of its flipped and transposed copies' upscales, as
     ``upscale --ensemble`` does (:mod:`metasrgan.ensemble`)."""
@@ -86,15 +87,17 @@ def load_method(source: str, device: torch.device | str = "cpu", label: str | No
         fixed_scale=None if fixed is None else as_fraction(fixed),
         source=source,
         notes=notes,
+        adapt="auto",
     )
 
 
-def adapted_method(method: Method, steps: int) -> Method:
-    """``method``'s network with ``steps`` updates of adaptation, labelled ``+adapt N``."""
-    if method.model is None or steps < 1:
-        raise ValueError("only networks adapt, with at least one update")
-    return dataclasses.replace(method, label=f"{method.label} +adapt {steps}", adapt=steps,
-                               notes=list(method.notes))  # fmt: skip
+def adapted_method(method: Method, adapt: int | str) -> Method:
+    """``method``'s network adapted as ``adapt`` says (``"auto"``, or a number of updates,
+    0 for none); labelled ``+adapt N`` unless ``"auto"`` (``upscale``'s default)."""
+    if method.model is None:
+        raise ValueError("only networks adapt")
+    label = method.label if adapt == "auto" else f"{method.label} +adapt {adapt}"
+    return dataclasses.replace(method, label=label, adapt=adapt, notes=list(method.notes))
 
 
 def ensembled_method(method: Method) -> Method:

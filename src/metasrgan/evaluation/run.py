@@ -59,18 +59,19 @@ def upscale(
 def _adapted(method: Method, batches: Sequence[Prepared], chain, fitted: dict) -> Method:
     """``method`` with its network adapted to the LR inputs of one source at one scale
     (every slice of it being evaluated), by the pairs ``upscale --adapt`` would make.
-    ``fitted`` holds this source and scale's adapted networks by (network, updates), so a
-    method and its self-ensemble share one adaptation."""
-    from metasrgan.adapt import AdaptOptions, adapt_model, tasks_for
+    ``fitted`` holds this source and scale's adapted networks by (network, ``adapt``), so
+    a method and its self-ensemble share one adaptation."""
+    from metasrgan.adapt import adapt_model, adaptation
     from metasrgan.degradations import ACQUISITIONS
 
     key = (id(method.model), method.adapt)
     if key not in fitted:
-        lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
         through = ACQUISITIONS[chain.acquisition].through_plane
         pair = batches[0].scale.fractions
-        tasks = tasks_for([(pair, through)], method.model, batches[0].acquisition)
-        fitted[key] = adapt_model(method.model, lr, tasks, AdaptOptions(steps=method.adapt))
+        options, tasks = adaptation(method.adapt, [(pair, through)], method.model,
+                                    batches[0].acquisition)  # fmt: skip
+        lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
+        fitted[key] = adapt_model(method.model, lr, tasks, options) if tasks else method.model
     return dataclasses.replace(method, model=fitted[key])
 
 

@@ -60,13 +60,15 @@ def _plain_nifti(volume: Volume, values: np.ndarray, scale: Scale2d) -> bytes:
 
 
 def upscaled_volume(model: nn.Module, volume: Volume, axis: str, scale: Scale2d) -> bytes:
-    """The whole volume upscaled in the view's plane (the view's two factors), as .nii.gz."""
+    """The whole volume upscaled in the view's plane (the view's two factors), as .nii.gz,
+    by the network the panels show (``adapt=0``: what the user saw, in the time of a click;
+    ``metasrgan upscale`` adapts clean k-space scans to themselves first)."""
     import nibabel as nib
 
     from metasrgan.api import upscale
 
     if volume.affine is None:
-        out = upscale(volume.data, scale=(scale.h.value, scale.w.value), model=model)
+        out = upscale(volume.data, scale=(scale.h.value, scale.w.value), model=model, adapt=0)
         return _plain_nifti(volume, out, scale)
     view = VIEW_AXES[axis]
     spacing = [
@@ -75,4 +77,4 @@ def upscaled_volume(model: nn.Module, volume: Volume, axis: str, scale: Scale2d)
     ]
     axes = tuple(sorted((view["rows"], view["cols"])))
     image = nib.Nifti1Image(np.asarray(volume.data, dtype=np.float32), volume.affine)
-    return _nifti_gz(upscale(image, spacing=tuple(spacing), axes=axes, model=model))
+    return _nifti_gz(upscale(image, spacing=tuple(spacing), axes=axes, model=model, adapt=0))

@@ -329,6 +329,23 @@ def test_adapted_models_fit_each_sources_low_resolution_slices_alone(monkeypatch
         assert torch.equal(v, before[k])
 
 
+def test_thick_slices_are_not_adapted_to_in_a_2d_benchmark(monkeypatch):
+    """``upscale`` makes thick-slice pairs from a volume's fine slices; a benchmark slice has
+    one fine axis, so its ``+adapt`` rows are the model as it is."""
+    import metasrgan.adapt as adapt
+
+    images = evaluation.load_images("samples", max_images=2)
+    method = evaluation.adapted_method(evaluation.load_method("shipped", label="net"), 3)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("adapted to thick slices")
+
+    monkeypatch.setattr(adapt, "adapt_model", refuse)
+    rows = evaluation.evaluate(images, [method], [Fraction(3)], degradation="thick",
+                               crop_size=(64, 64), progress=False)  # fmt: skip
+    assert rows and {r["method"] for r in rows} == {"net +adapt 3"}
+
+
 def test_evaluate_cli_adapts_on_request(tmp_path, models, capsys):
     meta, _ = models
     out = tmp_path / "o"

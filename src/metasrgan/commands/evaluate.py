@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="STEPS",
         help="evaluate each model adapted to each source as 'upscale --adapt STEPS' does "
         "(fitted on the source's LR slices alone, once per scale), one row per value: auto "
-        "(the default, as upscale's), 0 (the model as it is) or a number of updates",
+        "(the default, as upscale's), 0 (the model as it is) or a number of updates; thick "
+        "slices are adapted to on volumes only (benchmarks/bench_through_plane.py --adapt)",
     )
     parser.add_argument(
         "--ensemble", action="store_true",

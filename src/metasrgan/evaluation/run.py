@@ -59,6 +59,9 @@ def upscale(
 def _adapted(method: Method, batches: Sequence[Prepared], chain, fitted: dict) -> Method:
     """``method`` with its network adapted to the LR inputs of one source at one scale
     (every slice of it being evaluated), by the pairs ``upscale --adapt`` would make.
+    Thick slices are not adapted to: ``upscale`` makes their pairs from a volume's fine
+    slices, which a 2D benchmark slice lacks (thinning its thick axis again measured
+    something no run does; ``benchmarks/bench_through_plane.py --adapt`` measures volumes).
     ``fitted`` holds this source and scale's adapted networks by (network, ``adapt``), so
     a method and its self-ensemble share one adaptation."""
     from metasrgan.adapt import adapt_model, adaptation
@@ -70,6 +73,7 @@ def _adapted(method: Method, batches: Sequence[Prepared], chain, fitted: dict) -
         pair = batches[0].scale.fractions
         options, tasks = adaptation(method.adapt, [(pair, through)], method.model,
                                     batches[0].acquisition)  # fmt: skip
+        tasks = [] if through else tasks
         lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
         fitted[key] = adapt_model(method.model, lr, tasks, options) if tasks else method.model
     return dataclasses.replace(method, model=fitted[key])

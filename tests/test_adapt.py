@@ -155,7 +155,7 @@ def test_a_resampling_matrix_cached_at_inference_serves_autograd_later():
     assert x.grad is not None
 
 
-def test_kspace_passes_beyond_x2_learn_from_x2_pairs_if_the_slices_fit_their_own_scale():
+def test_in_plane_passes_beyond_x2_learn_from_x2_pairs_if_the_slices_fit_their_own_scale():
     from fractions import Fraction
 
     from metasrgan.adapt import _fits, tasks_for
@@ -167,6 +167,9 @@ def test_kspace_passes_beyond_x2_learn_from_x2_pairs_if_the_slices_fit_their_own
     assert (three.scale, three.target, three.degradation) == ((2, 2), (3, 3), "kspace")
     assert (half.scale, half.target) == ((Fraction(3, 2),) * 2, None)
     assert (thick.scale, thick.target, thick.degradation) == ((5, 1), None, "thick")
+    resized = tasks_for([((3, 2.5), False)], model, "bicubic")[0]
+    assert (resized.scale, resized.target, resized.degradation) == (
+        (2, 2), (3, Fraction(5, 2)), "bicubic")  # fmt: skip
     assert _fits(three, (64, 64))
     x4 = tasks_for([((4, 4), False)], model, "kspace")[0]
     with pytest.warns(UserWarning, match="too small to adapt to 4x4"):

@@ -61,16 +61,17 @@ FOREGROUND = 0.05
 they show, so empty slices of the field of view teach nothing."""
 
 
-KSPACE_PAIR_SCALE_MAX = Fraction(2)
-"""In-plane k-space passes beyond x2 learn from pairs at x2 (per axis): their inputs keep
-more of the scan, and the network, one for every scale, carries what it learns to the
-pass's own.  Measured, 200 updates, gain over the best classical method as pairs at the
-pass's scale -> at x2: unseen scans (acquisition benchmark) x2.8 +0.62 -> +0.88 dB; the
-validation slabs x2.4 +1.67 -> +1.79, x3.2 +1.05 -> +1.52 (the model as shipped: +1.86 and
-+1.57, so adapting to the anatomy it was trained on still costs a little).  Slices too
-small for pairs at the pass's own scale are still not adapted to: allowing x2 pairs there
-gained +0.09-0.24 dB on the unseen scans at x3.6-x4 but lost 0.23 on the validation slabs
-at x4."""
+PAIR_SCALE_MAX = Fraction(2)
+"""In-plane passes beyond x2 learn from pairs at x2 (per axis): their inputs keep more of
+the scan, and the network, one for every scale, carries what it learns to the pass's own.
+Measured, 200 updates, gain over the best classical method as pairs at the pass's scale ->
+at x2: k-space, unseen scans (acquisition benchmark) x2.8 +0.62 -> +0.88 dB; the validation
+slabs x2.4 +1.67 -> +1.79, x3.2 +1.05 -> +1.52 (the model as shipped: +1.86 and +1.57, so
+adapting to the anatomy it was trained on still costs a little).  Bicubic, x1.2-x4 mean:
+unseen +1.61 -> +1.63, validation slabs +2.92 -> +3.02 (x4 +2.07 -> +2.45; as shipped
++2.85).  Slices too small for pairs at the pass's own scale are still not adapted to:
+allowing x2 pairs there gained +0.09-0.24 dB on the unseen scans at x3.6-x4 but lost 0.23
+on the validation slabs at x4 (k-space)."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Task:
     """One kind of pair: the scale the network is called with, its acquisition, and the
     degradation that makes the pair's input (a preset of :mod:`metasrgan.degradations`).
     ``target``: the pass's own scale when the pairs use a smaller one
-    (:data:`KSPACE_PAIR_SCALE_MAX`); the slices must be large enough for it too."""
+    (:data:`PAIR_SCALE_MAX`); the slices must be large enough for it too."""
 
     scale: tuple[Fraction, Fraction]
     acquisition: str | None
@@ -136,11 +137,10 @@ def tasks_for(passes, model: nn.Module, acquisition: str | None) -> list[Task]:
         acq = model_acquisition(model, acquisition, through_plane=through)
         if through:  # the thick axis comes first: scales are (s, 1)
             tasks.append(Task((max(sh, sw), Fraction(1)), acq, "thick"))
-        elif acq == "kspace":
-            at = (min(sh, KSPACE_PAIR_SCALE_MAX), min(sw, KSPACE_PAIR_SCALE_MAX))
-            tasks.append(Task(at, acq, "kspace", None if at == (sh, sw) else (sh, sw)))
         else:
-            tasks.append(Task((sh, sw), acq, "bicubic"))
+            at = (min(sh, PAIR_SCALE_MAX), min(sw, PAIR_SCALE_MAX))
+            kind = "kspace" if acq == "kspace" else "bicubic"
+            tasks.append(Task(at, acq, kind, None if at == (sh, sw) else (sh, sw)))
     return tasks
 
 

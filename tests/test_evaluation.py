@@ -360,6 +360,19 @@ def test_evaluate_cli_adapts_on_request(tmp_path, models, capsys):
     assert json.loads((out / "evaluation.json").read_text())["adapt"] == ["auto", 0, 2]
 
 
+def test_a_wrong_figure_image_is_refused_before_the_evaluation(tmp_path, monkeypatch, capsys):
+    def never(*args, **kwargs):
+        raise AssertionError("evaluated before checking --figure-image")
+
+    monkeypatch.setattr(evaluation, "evaluate", never)
+    code = main(["evaluate", "--data", "mni152_val", "--max-images", "2", "--scales", "2",
+                 "--figure-image", "mni152_val:z006", "--no-progress",
+                 "-o", str(tmp_path / "o")])  # fmt: skip
+    assert code == 2
+    assert "--figure-image 'mni152_val:z006'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_evaluate_cli_ensembles_on_request(tmp_path, models):
     meta, _ = models
     out = tmp_path / "o"

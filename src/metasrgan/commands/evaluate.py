@@ -155,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
             scales = sorted([*scales, m.fixed_scale])
 
     images = evaluation.load_images(args.data, args.max_images)
+    figure_image = None
+    if not args.no_figures:  # a wrong --figure-image is refused before the evaluation
+        from metasrgan import figures
+
+        figure_image = figures.pick_figure_image(images, args.figure_image)
     sources = sorted({im.name.split(":")[0] for im in images})
     log.info(
         "evaluating %d methods on %d slices from %s at %d scales, LR by: %s",
@@ -196,17 +201,14 @@ def run(args: argparse.Namespace) -> int:
     summary = evaluation.write_tables(out, rows, methods, info)
     written = ["table.csv", "table.md", "per_image.csv"]
 
-    if not args.no_figures:
-        from metasrgan import figures
-
+    if figure_image is not None:
         first = next(iter(degradations))
         for k, name in enumerate(degradations):
             plot = "plot.png" if k == 0 else f"plot-{name}.png"
             mine = [r for r in summary if r["degradation"] == name]
             figures.plot_sweep(mine, methods, out / plot)
             written.append(plot)
-        image = figures.pick_figure_image(images, args.figure_image)
-        info["figure_image"] = image.name
+        info["figure_image"] = figure_image.name
         best = evaluation.best_classical([r for r in summary if r["degradation"] == first], methods)
         wins: dict[str, int] = {}
         for r in best.values():
@@ -219,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
             mask_threshold=args.mask_threshold,
         )
         if any(m.runs_at(Fraction(2)) for m in methods):
-            figures.figure7(image, methods, out / "fig7.png", Fraction(2), **common)
+            figures.figure7(figure_image, methods, out / "fig7.png", Fraction(2), **common)
             written.append("fig7.png")
         fig8_scales = (
             evaluation.parse_scales(args.figure_scales)
@@ -227,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
             else figures.pick_figure_scales(scales)
         )
         info["figure8_scales"] = [evaluation.scale_label(s) for s in fig8_scales]
-        figures.figure8(image, fig8_methods, fig8_scales, out / "fig8.png", **common)
+        figures.figure8(figure_image, fig8_methods, fig8_scales, out / "fig8.png", **common)
         written.append("fig8.png")
 
     (out / "evaluation.json").write_text(json.dumps(info, indent=2) + "\n")

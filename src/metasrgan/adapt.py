@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from metasrgan.api.options import ADAPT_AUTO
 from metasrgan.data.patches import exact_patch_sizes
 from metasrgan.degradations import make_chain
 
@@ -121,7 +122,7 @@ def adaptation(
     :data:`AUTO_DEGRADATIONS` for :data:`AUTO_STEPS` updates, quietly; a number, every task
     for that many updates."""
     tasks = tasks_for(passes, model, acquisition)
-    if adapt == "auto":
+    if adapt == ADAPT_AUTO:
         kept = [t for t in tasks if t.degradation in AUTO_DEGRADATIONS]
         return AdaptOptions(steps=AUTO_STEPS, warn=False), kept
     return AdaptOptions(steps=int(adapt)), tasks

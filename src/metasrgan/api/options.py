@@ -219,12 +219,13 @@ def check_int(option: str, value, low: int, high: int | None = None) -> int:
 
 def check_adapt(value) -> int | str:
     """``--adapt``: ``"auto"`` or a number of updates (``"200"`` as typed is 200)."""
-    if isinstance(value, str) and value.strip().lower() == ADAPT_AUTO:
-        return ADAPT_AUTO
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value.strip())
     if isinstance(value, str):
-        raise UsageError(f"--adapt takes 'auto' or a number of updates, got {value!r}")
+        text = value.strip().lower()
+        if text == ADAPT_AUTO:
+            return ADAPT_AUTO
+        if not text.isdigit():
+            raise UsageError(f"--adapt takes 'auto' or a number of updates, got {value!r}")
+        value = int(text)
     return check_int("--adapt", value, low=0, high=MAX_ADAPT_STEPS)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from metasrgan.api.options import ADAPT_AUTO, check_adapt
 from metasrgan.bids.dataset import RawScan, find_scans
 from metasrgan.bids.derivatives import (
     bids_uri,
@@ -39,11 +40,10 @@ class AppSettings:
     device: str = "auto"
     batch: int = 1
     overwrite: bool = False
-    adapt: int | str = "auto"
+    adapt: int | str = ADAPT_AUTO
     """Adaptation to each scan (``--adapt``, :mod:`metasrgan.adapt`)."""
 
     def __post_init__(self) -> None:
-        from metasrgan.api.options import check_adapt
         from metasrgan.headers import DTYPES
 
         if (self.scale is None) == (self.spacing is None):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from metasrgan.api.options import ADAPT_AUTO
 from metasrgan.scale import as_fraction
 
 
@@ -87,7 +88,7 @@ def load_method(source: str, device: torch.device | str = "cpu", label: str | No
         fixed_scale=None if fixed is None else as_fraction(fixed),
         source=source,
         notes=notes,
-        adapt="auto",
+        adapt=ADAPT_AUTO,
     )
 
 
@@ -96,7 +97,7 @@ def adapted_method(method: Method, adapt: int | str) -> Method:
     0 for none); labelled ``+adapt N`` unless ``"auto"`` (``upscale``'s default)."""
     if method.model is None:
         raise ValueError("only networks adapt")
-    label = method.label if adapt == "auto" else f"{method.label} +adapt {adapt}"
+    label = method.label if adapt == ADAPT_AUTO else f"{method.label} +adapt {adapt}"
     return dataclasses.replace(method, label=label, adapt=adapt, notes=list(method.notes))
 
 

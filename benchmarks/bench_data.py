@@ -162,7 +162,7 @@ def bench_loader(sampler, steps: int, workers: int | None) -> tuple[float, float
 def main_recipe(args) -> None:
     from metasrgan.data.store import SliceStore
     from metasrgan.train.config import load_config
-    from metasrgan.train.loop import load_stage_images, stage_sampler
+    from metasrgan.train.stages import load_stage_images, stage_sampler
 
     cfg = load_config(args.recipe)
     started = time.perf_counter()

@@ -124,7 +124,7 @@ def bench_recipe_alternating(config: str, steps: int, workers: int, threads: int
     from metasrgan.data.store import SliceStore
     from metasrgan.registry import make
     from metasrgan.train.config import load_config
-    from metasrgan.train.loop import load_stage_images, stage_sampler
+    from metasrgan.train.stages import load_stage_images, stage_sampler
     from metasrgan.train.step import gan_step
 
     cfg = load_config(config, [f"threads={threads}", "device=cpu"])

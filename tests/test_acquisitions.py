@@ -89,7 +89,7 @@ def test_bad_conditioning_specs_are_refused():
 
 
 def test_init_from_an_unconditioned_model_starts_exactly_there(tmp_path, crop):
-    from metasrgan.train.loop import load_init_weights
+    from metasrgan.train.runs import load_init_weights
 
     plain = with_random_weights({"name": "meta-srgan", "args": {**CONDITIONED["args"],
                                  "skip": "bicubic", "acquisitions": [],

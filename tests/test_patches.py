@@ -224,6 +224,30 @@ def test_slice_store_maps_the_images_and_pickles_as_its_path(images, tmp_path):
         SliceStore.write(tmp_path / "bad.npy", [images[0], np.zeros((2, 2, 2))])
 
 
+def test_a_repeated_source_is_drawn_more_often_and_stored_once(images, tmp_path, monkeypatch):
+    """``repeat: N`` lists a source's slices N times in training (N times the patches per
+    epoch), never in validation; the store writes each repeated slice once."""
+    from metasrgan.data import datasets
+    from metasrgan.data.store import SliceStore
+    from metasrgan.train.stages import load_stage_images
+
+    small, large = [images[0]], images[1:]
+    by_kind = {"natural": small, "samples": large}
+    monkeypatch.setattr(datasets, "load_slices", lambda spec, split: list(by_kind[spec["kind"]]))
+    sources = [{"kind": "natural", "repeat": 3}, {"kind": "samples"}]
+    train = load_stage_images(sources, "train")
+    assert [id(a) for a in train] == [id(small[0])] * 3 + [id(a) for a in large]
+    assert len(load_stage_images(sources, "val")) == 1 + len(large)
+    store = SliceStore.write(tmp_path / "s.npy", train)
+    assert len(store) == len(train)
+    assert np.load(tmp_path / "s.npy", mmap_mode="r").size == sum(a.size for a in images)
+    for a, b in zip(store, train, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="repeat must be a whole number"):
+            datasets.check_spec({"kind": "natural", "repeat": bad})
+
+
 def test_the_loader_gives_the_sampler_batches_in_order_with_any_workers(images, tmp_path):
     """Batches from a mapped store through 0 or 2 worker processes, from a resumed step, equal
     the sampler's batches from the images in memory: the exact-resume guarantee holds."""

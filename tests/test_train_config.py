@@ -13,7 +13,7 @@ from metasrgan.train.config import (
     config_to_dict,
     load_config,
 )
-from metasrgan.train.loop import new_run_dir
+from metasrgan.train.runs import new_run_dir
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SAMPLES = [{"kind": "samples"}]
@@ -201,7 +201,7 @@ def test_run_folders_are_never_overwritten(tmp_path):
 def test_lr_scales_give_named_parameters_their_own_learning_rate():
     from metasrgan.registry import make
     from metasrgan.train.config import ConfigError
-    from metasrgan.train.loop import lr_groups
+    from metasrgan.train.stages import lr_groups
 
     args = {"features": 8, "blocks": 1, "skip": "sinc", "noise_input": True}
     spec = {"name": "meta-srgan", "args": {**args, "data_consistency": True}}

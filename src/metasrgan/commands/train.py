@@ -29,7 +29,7 @@ def _config_and_run_dir(args: argparse.Namespace):
     """The config, the process group and the run folder (new, or ``--resume``'s)."""
     from metasrgan.inference import pick_device
     from metasrgan.train.config import load_config
-    from metasrgan.train.loop import agree_run_dir, init_distributed
+    from metasrgan.train.runs import agree_run_dir, init_distributed
 
     if args.vgg19:
         import os

@@ -23,7 +23,9 @@ Common keys: ``crop: [H, W]`` (the maximal-information crop, after the backgroun
 ``normalize`` (``percentile`` per volume, the default for scans; ``range`` = divide by the
 stored type's maximum, the default for 8/16-bit pictures; ``minmax``; ``none``),
 ``val_fraction`` (0.2), ``seed`` (0), ``on_error`` (``stop`` | ``skip``: a bad file is
-reported either way; ``skip`` leaves it out and goes on).
+reported either way; ``skip`` leaves it out and goes on), ``repeat`` (1: in a training
+stage, each slice is drawn that many times as often, a small source's share of the
+batches; read by :func:`metasrgan.train.stages.load_stage_images`).
 
 Splits are deterministic and stable: items are ranked by a hash of ``seed:name`` and the
 first ``round(val_fraction * n)`` form ``val`` (at least one of two or more), so adding
@@ -68,7 +70,9 @@ MODALITY_ALIASES: dict[str, tuple[str, ...]] = {
 }
 """BraTS 2023+ renamed the modalities (t1c, t1n, t2w, t2f); both spellings are accepted."""
 
-COMMON_KEYS = {"kind", "crop", "min_foreground", "normalize", "val_fraction", "seed", "on_error"}
+COMMON_KEYS = {
+    "kind", "crop", "min_foreground", "normalize", "val_fraction", "seed", "on_error", "repeat"
+}  # fmt: skip
 KIND_KEYS: dict[str, set[str]] = {
     "brats": {"root", "modality"},
     "volumes": {"root", "axes"},
@@ -164,6 +168,9 @@ def check_spec(spec: dict[str, Any]) -> None:
         not isinstance(size, (list, tuple)) or len(size) != 2 or min(int(v) for v in size) < 1
     ):
         raise ValueError(f"crop must be [height, width] in pixels, got {size!r}")
+    repeat = spec.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"repeat must be a whole number >= 1, got {repeat!r}")
     if not 0.0 <= float(spec.get("val_fraction", 0.2)) <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {spec['val_fraction']!r}")
 

@@ -1,10 +1,11 @@
 """Training slices in one memory-mapped file, shared by every process that trains.
 
 A stage's 2D slices (any sizes) are written once, by rank 0, as one flat float32 ``.npy``
-plus an index of shapes; every DDP rank and every DataLoader worker maps the same file, so
-the operating system's page cache holds one copy however many processes read it (RAM does
-not grow with the number of ranks), and a process touches only the pages of the slices it
-crops from.  Pickling a store (a spawned worker) sends its path, never its pixels.
+plus an index of shapes and offsets; every DDP rank and every DataLoader worker maps the
+same file, so the operating system's page cache holds one copy however many processes read
+it (RAM does not grow with the number of ranks), and a process touches only the pages of
+the slices it crops from.  A slice listed more than once (a data source's ``repeat``) is
+stored once.  Pickling a store (a spawned worker) sends its path, never its pixels.
 """
 
 from __future__ import annotations
@@ -22,16 +23,16 @@ class SliceStore(Sequence):
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         index = np.load(_index_path(self.path))
-        if index.ndim != 2 or index.shape[1] != 2:
+        if index.ndim != 2 or index.shape[1] != 3:
             raise ValueError(f"{_index_path(self.path)}: not a slice index")
-        self.shapes = [(int(h), int(w)) for h, w in index]
-        sizes = [h * w for h, w in self.shapes]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        self.shapes = [(int(h), int(w)) for h, w, _ in index]
+        self.offsets = index[:, 2].astype(np.int64)
         self._data: np.ndarray | None = None
 
     @classmethod
     def write(cls, path: str | os.PathLike, images: Sequence[np.ndarray]) -> SliceStore:
-        """Write ``images`` (2D arrays) to ``path`` (``.npy``) and its index, atomically."""
+        """Write ``images`` (2D arrays) to ``path`` (``.npy``) and its index, atomically; an
+        array object listed more than once is written once."""
         if not images:
             raise ValueError("no training images: check the data sources of the config")
         path = Path(path)
@@ -39,19 +40,21 @@ class SliceStore(Sequence):
         for i, im in enumerate(images):
             if np.ndim(im) != 2:
                 raise ValueError(f"training image {i} is not 2D: shape {np.shape(im)}")
-        shapes = np.array([np.shape(im) for im in images], dtype=np.int64)
-        total = int(shapes.prod(axis=1).sum())
+        first: dict[int, int] = {}  # id(array) -> its first position
+        unique = [first.setdefault(id(im), i) == i for i, im in enumerate(images)]
+        sizes = [int(np.size(im)) if u else 0 for im, u in zip(images, unique, strict=True)]
+        starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
+        offsets = [starts[first[id(im)]] for im in images]
         tmp = path.with_name(path.name + ".part")
-        flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total,))
-        start = 0
-        for image in images:
-            size = int(np.size(image))
-            flat[start : start + size] = np.asarray(image, dtype=np.float32).ravel()
-            start += size
+        flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(int(starts[-1]),))
+        for image, start, size in zip(images, starts, sizes, strict=False):
+            if size:
+                flat[start : start + size] = np.asarray(image, dtype=np.float32).ravel()
         flat.flush()
         del flat
         index_tmp = _index_path(tmp)
-        np.save(index_tmp, shapes)
+        shapes = np.array([np.shape(im) for im in images], dtype=np.int64).reshape(-1, 2)
+        np.save(index_tmp, np.column_stack([shapes, offsets]).astype(np.int64))
         os.replace(index_tmp, _index_path(path))
         os.replace(tmp, path)
         return cls(path)
@@ -68,8 +71,8 @@ class SliceStore(Sequence):
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
         if self._data is None:  # mapped on first use, in the process that reads
             self._data = np.load(self.path, mmap_mode="r")
-        start, stop = int(self.offsets[i]), int(self.offsets[i + 1])
-        return self._data[start:stop].reshape(self.shapes[i])
+        (h, w), start = self.shapes[i], int(self.offsets[i])
+        return self._data[start : start + h * w].reshape(h, w)
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "shapes": self.shapes, "offsets": self.offsets}

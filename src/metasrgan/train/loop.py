@@ -1,5 +1,6 @@
 """The training loop: stages, schedules, checkpoints, distribution (validation:
-:mod:`.validation`; run folder, process group and logs: :mod:`.runs`).
+:mod:`.validation`; run folder, process group and logs: :mod:`.runs`; a stage's data and
+parameter groups: :mod:`.stages`).
 
 Runs on a laptop CPU or many GPUs alike: launched with ``torchrun`` it uses
 DistributedDataParallel (NCCL on GPUs, gloo on CPUs), each rank drawing disjoint batches
@@ -17,11 +18,8 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,27 +27,22 @@ from metasrgan.checkpoint import save_model
 from metasrgan.data.patches import PatchSampler, batch_loader
 from metasrgan.data.store import SliceStore
 from metasrgan.registry import make
-from metasrgan.scale import parse_scales
 from metasrgan.train.average import WeightAverage
 from metasrgan.train.config import (
-    LossConfig,
-    StageConfig,
     TrainConfig,
     config_to_dict,
 )
-from metasrgan.train.runs import (  # noqa: F401 (the runs helpers' public home was here)
-    Dist,
+from metasrgan.train.runs import (
     agree,
-    agree_run_dir,
     append_log,
     check_fixed_scale,
     init_distributed,
     load_init_weights,
-    new_run_dir,
     tensorboard_writer,
     truncate_log,
     wait_for_file,
 )
+from metasrgan.train.stages import StageRun, load_stage_images, lr_groups, stage_sampler
 from metasrgan.train.state import (
     read_state,
     restore_models,
@@ -62,54 +55,9 @@ from metasrgan.train.validation import Validator
 log = logging.getLogger("metasrgan.train")  # -v/-q (metasrgan.logs)
 
 
-@dataclass
-class StageRun:
-    """One stage under way: where it starts and ends (global steps), its loss, and the
-    optimizers and schedules it owns (fresh per stage)."""
-
-    index: int
-    stage: StageConfig
-    start: int
-    loss: LossConfig
-    opt_g: torch.optim.Optimizer
-    sched_g: Any
-    opt_d: torch.optim.Optimizer | None = None
-    sched_d: Any = None
-
-    @property
-    def end(self) -> int:
-        return self.start + self.stage.steps
-
-
-def load_stage_images(sources: list[dict], split: str) -> list[np.ndarray]:
-    from metasrgan.data.datasets import load_slices
-
-    images: list[np.ndarray] = []
-    for spec in sources:
-        images.extend(load_slices(spec, split))
-    return images
-
-
-def stage_sampler(cfg: TrainConfig, index: int, images, dist: Dist | None = None) -> PatchSampler:
-    """The patch sampler of stage ``index`` on ``images`` (a list or a SliceStore)."""
-    stage, dist = cfg.stages[index], dist or Dist()
-    aug = stage.augment or cfg.augment
-    return PatchSampler(
-        images,
-        batch_size=cfg.batch_size,
-        patch_size=cfg.patch_size,
-        scales=parse_scales(cfg.scales, as_float=True),
-        patches_per_image=cfg.patches_per_image,
-        degradation=stage.degradation or cfg.degradation,
-        augment=aug,
-        seed=cfg.seed + 1000 * index,
-        rank=dist.rank,
-        world_size=dist.world_size,
-    )
-
-
 class Trainer:
-    """Runs a config's stages in ``run_dir`` (created by the caller, see :func:`agree_run_dir`).
+    """Runs a config's stages in ``run_dir`` (created by the caller, see
+    :func:`~metasrgan.train.runs.agree_run_dir`).
 
     Each stage gets fresh Adam optimizers and StepLR schedules (the paper's transfer from
     natural images to MRI starts from the weights only).  ``resume=True`` restores
@@ -470,23 +418,4 @@ def _scale_text(scale) -> str:
     return "x".join(f"{v:g}" for v in scale) if isinstance(scale, tuple) else f"{scale:.1f}"
 
 
-def lr_groups(model: nn.Module, lr: float, scales: dict[str, float]) -> list[dict]:
-    """Adam parameter groups: ``lr``, and ``lr * factor`` for the parameters whose names
-    start with a key of ``scales`` (the longest key wins); a key that names no parameter is
-    a :class:`~metasrgan.train.config.ConfigError`."""
-    from metasrgan.train.config import ConfigError
-
-    groups: dict[float, list] = {lr: []}  # the base group first: logs and resume read it
-    used = set()
-    for name, param in model.named_parameters():
-        keys = [k for k in scales if name == k or name.startswith(k + ".")]
-        key = max(keys, key=len) if keys else None
-        used.update(keys)
-        groups.setdefault(lr * scales[key] if key else lr, []).append(param)
-    unused = sorted(set(scales) - used)
-    if unused:
-        raise ConfigError(f"optim.lr_scales: no generator parameter is named {', '.join(unused)}")
-    return [{"params": params, "lr": value} for value, params in groups.items() if params]
-
-
-__all__ = ["Trainer", "agree_run_dir", "new_run_dir"]
+__all__ = ["Trainer"]

@@ -108,6 +108,10 @@ def test_paper_config_has_the_papers_numbers():
         ),
         ({"val_data": [{"kind": "samples", "nmes": []}]}, "val_data[0]: unknown key(s) nmes"),
         (
+            {"stages": [{"name": "a", "steps": 1, "data": [{"kind": "natural", "repeat": 0}]}]},
+            "stages[0].data[0]: repeat must be a whole number >= 1, got 0",
+        ),
+        (
             {"stages": [{"name": "a", "steps": 1, "data": SAMPLES, "loss": {"perceptual": -1}}]},
             "stages[0].loss.perceptual: must be >= 0",
         ),

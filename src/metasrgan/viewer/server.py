@@ -1,12 +1,13 @@
 """The viewer's state and app factory: the model, bounded caches, the compute pool.
 
-The model is loaded once, when the app is made.  Volumes, slice features and recent zoom
-results live in bounded caches (:mod:`metasrgan.viewer.cache`); computations run on a
-bounded pool (:mod:`metasrgan.viewer.jobs`) with features of neighbouring slices and the
-zoom stops of the slice on screen (:mod:`metasrgan.viewer.zoomahead`) computed ahead in idle
-time; the routes are in :mod:`metasrgan.viewer.routes` and
-:mod:`metasrgan.viewer.browser_compute`, assembled by :mod:`metasrgan.viewer.app`.  Every
-error answers JSON ``{"error": message}`` and the server carries on.
+The model is loaded once, when the app is made (:mod:`metasrgan.viewer.served_model`).
+Volumes, slice features and recent zoom results live in bounded caches
+(:mod:`metasrgan.viewer.cache`); computations run on a bounded pool
+(:mod:`metasrgan.viewer.jobs`) with features of neighbouring slices and the zoom stops of
+the slice on screen (:mod:`metasrgan.viewer.zoomahead`) computed ahead in idle time; the
+routes are in :mod:`metasrgan.viewer.routes` and :mod:`metasrgan.viewer.browser_compute`,
+assembled by :mod:`metasrgan.viewer.app`.  Every error answers JSON ``{"error":
+message}`` and the server carries on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import contextlib
 import os
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +27,7 @@ from metasrgan.viewer import engine, images, security, zoomahead
 from metasrgan.viewer.cache import LRUCache
 from metasrgan.viewer.jobs import ComputePool
 from metasrgan.viewer.sequencing import RequestSequencer
+from metasrgan.viewer.served_model import load_model, model_info
 from metasrgan.viewer.volumes import Volume, load_sample, sample_names
 from metasrgan.viewer.zoomahead import ZoomAhead, ZoomBytes
 
@@ -348,41 +349,6 @@ def _remember(table: dict, key, value, limit: int = 1024) -> None:
 
 def _device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters())).device
-
-
-def model_info(model: nn.Module, path: str | None, untrained: bool) -> dict:
-    """What the page shows about the model (untrained models are flagged)."""
-    from metasrgan.registry import count_parameters
-
-    spec = (getattr(model, "metadata", None) or {}).get("model") or {}
-    return {
-        "name": spec.get("name", type(model).__name__) if isinstance(spec, dict) else str(spec),
-        "path": path,
-        "untrained": untrained,
-        "parameters": count_parameters(model),
-        "feature_cache": engine.supports_feature_cache(model),
-        "skip": getattr(model, "skip", None),
-        "acquisitions": list(engine.acquisitions_of(model)),
-        "warning": (
-            "UNTRAINED model: no trained model is installed, so the Meta-SRGAN images are "
-            "meaningless. Train one or start the server with --model."
-            if untrained
-            else None
-        ),
-    }
-
-
-def load_model(model_path: str | os.PathLike | None, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """The model and what the page shows about it."""
-    from metasrgan.inference import UntrainedModelWarning, load, shipped_model_path
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UntrainedModelWarning)
-        model = load(model_path, device)
-    untrained = any(issubclass(w.category, UntrainedModelWarning) for w in caught)
-    untrained = untrained or bool((getattr(model, "metadata", None) or {}).get("untrained"))
-    path = model_path or shipped_model_path()
-    return model, model_info(model, str(path) if path else None, untrained)
 
 
 def create_app(

@@ -112,6 +112,10 @@ def test_paper_config_has_the_papers_numbers():
             "stages[0].data[0]: repeat must be a whole number >= 1, got 0",
         ),
         (
+            {"val_data": [{"kind": "natural", "val_fraction": [0.5]}]},
+            "val_data[0]: float() argument must be",
+        ),
+        (
             {"stages": [{"name": "a", "steps": 1, "data": SAMPLES, "loss": {"perceptual": -1}}]},
             "stages[0].loss.perceptual: must be >= 0",
         ),

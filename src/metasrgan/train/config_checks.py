@@ -42,7 +42,7 @@ def _check_sources(sources: list[dict[str, Any]], key: str) -> None:
             )
         try:
             check_spec(spec)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:  # TypeError: float() of a list, say
             raise ConfigError(f"{where}: {err}") from None
 
 

@@ -40,21 +40,23 @@ class SliceStore(Sequence):
         for i, im in enumerate(images):
             if np.ndim(im) != 2:
                 raise ValueError(f"training image {i} is not 2D: shape {np.shape(im)}")
-        first: dict[int, int] = {}  # id(array) -> its first position
-        unique = [first.setdefault(id(im), i) == i for i, im in enumerate(images)]
-        sizes = [int(np.size(im)) if u else 0 for im, u in zip(images, unique, strict=True)]
-        starts = np.concatenate([[0], np.cumsum(sizes, dtype=np.int64)])
-        offsets = [starts[first[id(im)]] for im in images]
+        offset_of: dict[int, int] = {}  # id(array) -> where it starts: listed twice, written once
+        total = 0
+        for image in images:
+            if id(image) not in offset_of:
+                offset_of[id(image)] = total
+                total += int(np.size(image))
         tmp = path.with_name(path.name + ".part")
-        flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(int(starts[-1]),))
-        for image, start, size in zip(images, starts, sizes, strict=False):
-            if size:
-                flat[start : start + size] = np.asarray(image, dtype=np.float32).ravel()
+        flat = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total,))
+        for image in {id(im): im for im in images}.values():
+            start = offset_of[id(image)]
+            flat[start : start + np.size(image)] = np.asarray(image, dtype=np.float32).ravel()
         flat.flush()
         del flat
         index_tmp = _index_path(tmp)
         shapes = np.array([np.shape(im) for im in images], dtype=np.int64).reshape(-1, 2)
-        np.save(index_tmp, np.column_stack([shapes, offsets]).astype(np.int64))
+        offsets = np.array([offset_of[id(im)] for im in images], dtype=np.int64)
+        np.save(index_tmp, np.column_stack([shapes, offsets]))
         os.replace(index_tmp, _index_path(path))
         os.replace(tmp, path)
         return cls(path)

@@ -69,13 +69,14 @@ def _adapted(method: Method, batches: Sequence[Prepared], chain, fitted: dict) -
 
     key = (id(method.model), method.adapt)
     if key not in fitted:
-        tasks: list = []
+        fitted[key] = method.model
         if not ACQUISITIONS[chain.acquisition].through_plane:
             pair = batches[0].scale.fractions
             options, tasks = adaptation(method.adapt, [(pair, False)], method.model,
                                         batches[0].acquisition)  # fmt: skip
-        lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
-        fitted[key] = adapt_model(method.model, lr, tasks, options) if tasks else method.model
+            if tasks:
+                lr = torch.cat([b.lr for b in batches])[:, 0].numpy()
+                fitted[key] = adapt_model(method.model, lr, tasks, options)
     return dataclasses.replace(method, model=fitted[key])
 
 
